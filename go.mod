@@ -1,0 +1,3 @@
+module github.com/vmmkit/vmmkit
+
+go 1.26

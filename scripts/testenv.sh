@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# testenv.sh start|stop — install and run what vmmkit's integration tests use.
+#
+#   eval "$(scripts/testenv.sh start)"   # installs missing packages, starts servers,
+#                                        # prints export VMM_TEST_...=... lines
+#   scripts/testenv.sh stop              # stops exactly what start started
+#
+# Progress and diagnostics go to stderr; stdout carries only export lines, so
+# the output of start can be eval'ed in any POSIX shell.
+#
+# State (pid files, data directories, logs) lives in VMM_TEST_STATE, by default
+# ${TMPDIR:-/tmp}/vmmkit-testenv. Servers listen on loopback or unix sockets only.
+set -euo pipefail
+
+state=${VMM_TEST_STATE:-${TMPDIR:-/tmp}/vmmkit-testenv}
+
+# Debian packages the tests need, with the command that proves each is present.
+# Later subsystems add their servers here (Samba AD, libvirtd, PostgreSQL, ...).
+packages=(
+	"qemu-utils|command -v qemu-img"
+	"libvhdi-utils|command -v vhdiinfo"
+	"python3-libvhdi|/usr/bin/python3 -c 'import pyvhdi'"
+)
+
+log() { printf 'testenv: %s\n' "$*" >&2; }
+
+install_missing() {
+	local missing=() entry pkg check
+	for entry in "${packages[@]}"; do
+		pkg=${entry%%|*}
+		check=${entry#*|}
+		if ! eval "$check" >/dev/null 2>&1 </dev/null; then
+			missing+=("$pkg")
+		fi
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	if [ "$(id -u)" -ne 0 ]; then
+		log "missing packages: ${missing[*]} (run as root, or install them yourself)"
+		return 1
+	fi
+	log "installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq >&2
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+emit() { printf 'export %s=%q\n' "$1" "$2"; }
+
+start() {
+	mkdir -p "$state"
+	install_missing
+	emit VMM_TEST_STATE "$state"
+	emit VMM_TEST_QEMU_IMG "$(command -v qemu-img)"
+	emit VMM_TEST_VHDIINFO "$(command -v vhdiinfo)"
+	# python3-libvhdi installs its module for Debian's interpreter only; another
+	# python3 earlier on PATH (pyenv, venv) cannot import it.
+	emit VMM_TEST_PYVHDI_PYTHON /usr/bin/python3
+	log "ready (state in $state)"
+}
+
+stop() {
+	# Nothing runs as a server yet; remove only our state directory.
+	if [ -d "$state" ]; then
+		rm -rf "$state"
+	fi
+	log "stopped"
+}
+
+case "${1:-}" in
+start) start ;;
+stop) stop ;;
+*)
+	echo "usage: $0 start|stop" >&2
+	exit 2
+	;;
+esac

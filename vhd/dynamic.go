@@ -1,0 +1,378 @@
+package vhd
+
+import (
+	"bytes"
+	"encoding/binary"
+	"io"
+	"slices"
+	"strconv"
+)
+
+// dynamic is the block layer of dynamic and differencing images.
+type dynamic struct {
+	header    *dynHeader
+	bat       []uint32 // sector offset of each block, or unusedEntry
+	batOff    int64
+	blockSize int64
+	bmSize    int64 // bytes of sector bitmap in front of each block
+	next      int64 // offset of the trailing footer: where a new block goes
+}
+
+func (dy *dynamic) blockEnd(e uint32) int64 {
+	return int64(e)*SectorSize + dy.bmSize + dy.blockSize
+}
+
+// openDynamic reads the dynamic header and the BAT and checks that every
+// block lies inside the file and clear of the metadata. tailOK tells whether
+// the trailing footer is intact; if not and the disk is writable, it is
+// rewritten.
+func (d *Disk) openDynamic(foot *footer, fileSize int64, tailOK bool) error {
+	hOff := int64(foot.DataOffset)
+	if foot.DataOffset > uint64(fileSize) || hOff < footerSize || hOff+dynHeaderSize > fileSize || hOff%SectorSize != 0 {
+		return formatErr(48, "footer data offset", detail(ErrFormat, "dynamic header offset %#x outside a %d-byte file", foot.DataOffset, fileSize))
+	}
+	var hb [dynHeaderSize]byte
+	if err := readFull(d.st, hb[:], hOff); err != nil {
+		return err
+	}
+	h, err := parseDynHeader(hb[:], hOff)
+	if err != nil {
+		return err
+	}
+	bs := int64(h.BlockSize)
+	need := (d.size + bs - 1) / bs
+	if int64(h.MaxTableEntries) < need {
+		return formatErr(hOff+28, "dynamic header", detail(ErrFormat, "%d BAT entries of %d bytes cannot hold %d bytes", h.MaxTableEntries, bs, d.size))
+	}
+	batOff := int64(h.TableOffset)
+	if h.TableOffset > uint64(fileSize) || batOff%SectorSize != 0 || batOff < footerSize || batOff+need*4 > fileSize {
+		return formatErr(hOff+16, "dynamic header", detail(ErrFormat, "BAT of %d entries at %#x outside a %d-byte file", need, h.TableOffset, fileSize))
+	}
+	dy := &dynamic{header: h, batOff: batOff, blockSize: bs, bmSize: bitmapBytes(bs)}
+	if err := dy.readBAT(d.st, need); err != nil {
+		return err
+	}
+
+	// Blocks must lie past the headers and the BAT; new blocks also go
+	// past the parent locators' data.
+	meta := max(hOff+dynHeaderSize, batOff+alignUp(int64(h.MaxTableEntries)*4, SectorSize))
+	end := meta
+	if d.info.Type == Differencing {
+		for _, l := range h.Locators {
+			if l.Code != platNone && l.DataLength > 0 && l.DataOffset < uint64(fileSize) {
+				end = max(end, alignUp(int64(l.DataOffset)+int64(l.DataLength), SectorSize))
+			}
+		}
+	}
+	for i, e := range dy.bat {
+		if e == unusedEntry {
+			continue
+		}
+		start, stop := int64(e)*SectorSize, dy.blockEnd(e)
+		if stop > fileSize || start < meta {
+			return formatErr(batOff+int64(i)*4, "BAT entry "+strconv.Itoa(i), detail(ErrFormat, "block at %#x-%#x overlaps metadata or lies past the end of a %d-byte file", start, stop, fileSize))
+		}
+		end = max(end, stop)
+	}
+	if d.writable {
+		if err := dy.checkOverlaps(); err != nil {
+			return err
+		}
+	}
+	dy.next = end
+	if tailOK {
+		dy.next = max(end, fileSize-footerSize)
+	} else if d.writable {
+		// A crash while a block was being added left no footer at the end:
+		// put it back after the last block the BAT references.
+		if err := writeFull(d.st, d.footer, end); err != nil {
+			return err
+		}
+		if err := d.st.Truncate(end + footerSize); err != nil {
+			return err
+		}
+		if err := d.st.Sync(); err != nil {
+			return err
+		}
+	}
+	d.dyn = dy
+	d.info.BlockSize = bs
+	d.info.MaxTableEntries = int(h.MaxTableEntries)
+	if d.info.Type == Differencing {
+		d.info.ParentUUID = h.ParentUUID
+		d.info.ParentTime = fromVHDTime(h.ParentTimestamp)
+		d.info.ParentName = h.ParentName
+		d.info.ParentLocators = readLocators(d.st, h, fileSize)
+	}
+	return nil
+}
+
+// readBAT loads the first n entries of the BAT, in pieces so that a bogus
+// table costs no more memory than the file holds.
+func (dy *dynamic) readBAT(st storage, n int64) error {
+	dy.bat = make([]uint32, 0, min(n, 1<<20))
+	buf := make([]byte, min(n*4, 1<<20))
+	for off := int64(0); off < n*4; {
+		chunk := buf[:min(int64(len(buf)), n*4-off)]
+		if err := readFull(st, chunk, dy.batOff+off); err != nil {
+			return err
+		}
+		for i := 0; i < len(chunk); i += 4 {
+			dy.bat = append(dy.bat, binary.BigEndian.Uint32(chunk[i:]))
+		}
+		off += int64(len(chunk))
+	}
+	return nil
+}
+
+// checkOverlaps reports two BAT entries whose blocks overlap; writing to
+// either would damage the other.
+func (dy *dynamic) checkOverlaps() error {
+	type blk struct {
+		start int64
+		idx   int
+	}
+	var used []blk
+	for i, e := range dy.bat {
+		if e != unusedEntry {
+			used = append(used, blk{int64(e) * SectorSize, i})
+		}
+	}
+	slices.SortFunc(used, func(a, b blk) int { return int(min(max(a.start-b.start, -1), 1)) })
+	span := dy.bmSize + dy.blockSize
+	for i := 1; i < len(used); i++ {
+		if used[i].start < used[i-1].start+span {
+			return formatErr(dy.batOff+int64(used[i].idx)*4, "BAT entry "+strconv.Itoa(used[i].idx),
+				detail(ErrFormat, "block at %#x overlaps the block of entry %d", used[i].start, used[i-1].idx))
+		}
+	}
+	return nil
+}
+
+// extents lists allocated blocks as merged ranges clipped to size.
+func (dy *dynamic) extents(size int64) []Extent {
+	var out []Extent
+	for i, e := range dy.bat {
+		if e == unusedEntry {
+			continue
+		}
+		off := int64(i) * dy.blockSize
+		n := min(dy.blockSize, size-off)
+		if k := len(out); k > 0 && out[k-1].End() == off {
+			out[k-1].Length += n
+		} else {
+			out = append(out, Extent{off, n})
+		}
+	}
+	return out
+}
+
+// bitSet reports whether sector s of a block's bitmap is set. VHD bitmaps
+// are MSB-first: sector 0 is bit 7 of byte 0.
+func bitSet(bm []byte, s int64) bool { return bm[s>>3]&(0x80>>(s&7)) != 0 }
+
+func setBits(bm []byte, from, to int64) {
+	for s := from; s < to; s++ {
+		bm[s>>3] |= 0x80 >> (s & 7)
+	}
+}
+
+// readBlocks fills p from the blocks of a dynamic or differencing image.
+func (d *Disk) readBlocks(p []byte, off int64) error {
+	dy := d.dyn
+	for len(p) > 0 {
+		blk, in := off/dy.blockSize, off%dy.blockSize
+		n := min(int64(len(p)), dy.blockSize-in)
+		chunk := p[:n]
+		e := dy.bat[blk]
+		switch {
+		case e == unusedEntry:
+			if err := d.readParent(chunk, off); err != nil {
+				return err
+			}
+		case d.info.Type != Differencing:
+			// The bitmap of a dynamic image is all ones in practice and
+			// is ignored on reads, as qemu and Hyper-V do.
+			if err := readFull(d.st, chunk, int64(e)*SectorSize+dy.bmSize+in); err != nil {
+				return err
+			}
+		default:
+			if err := d.readPartial(chunk, e, in, off); err != nil {
+				return err
+			}
+		}
+		p, off = p[n:], off+n
+	}
+	return nil
+}
+
+// readPartial reads a range of one allocated block of a differencing image:
+// sectors whose bitmap bit is set come from the block, the others from the
+// parent.
+func (d *Disk) readPartial(p []byte, e uint32, in, off int64) error {
+	dy := d.dyn
+	base := int64(e) * SectorSize
+	s0, s1 := in/SectorSize, (in+int64(len(p))+SectorSize-1)/SectorSize
+	bm := make([]byte, (s1+7)/8-s0/8)
+	if err := readFull(d.st, bm, base+s0/8); err != nil {
+		return err
+	}
+	bit := func(s int64) bool { return bitSet(bm, s-s0&^7) }
+	for s := s0; s < s1; {
+		own := bit(s)
+		t := s + 1
+		for t < s1 && bit(t) == own {
+			t++
+		}
+		// Bytes of the run [s, t) that fall inside p.
+		from, to := max(s*SectorSize, in), min(t*SectorSize, in+int64(len(p)))
+		q := p[from-in : to-in]
+		var err error
+		if own {
+			err = readFull(d.st, q, base+dy.bmSize+from)
+		} else {
+			err = d.readParent(q, off+from-in)
+		}
+		if err != nil {
+			return err
+		}
+		s = t
+	}
+	return nil
+}
+
+// readParent fills p with the parent's bytes at off, or zeros where there is
+// no parent or it is smaller.
+func (d *Disk) readParent(p []byte, off int64) error {
+	if d.parent == nil {
+		clear(p)
+		return nil
+	}
+	n, err := d.parent.ReadAt(p, off)
+	if err != nil && n < len(p) && err != io.EOF {
+		return err
+	}
+	clear(p[n:])
+	return nil
+}
+
+// zeroBlock is compared against to detect all-zero data.
+var zeroBlock = make([]byte, 1<<20)
+
+func allZero(p []byte) bool {
+	for len(p) > 0 {
+		n := min(len(p), len(zeroBlock))
+		if !bytes.Equal(p[:n], zeroBlock[:n]) {
+			return false
+		}
+		p = p[n:]
+	}
+	return true
+}
+
+// writeBlocks writes p at off into a dynamic or differencing image,
+// allocating blocks as needed. The caller holds d.mu exclusively.
+func (d *Disk) writeBlocks(p []byte, off int64) error {
+	dy := d.dyn
+	for len(p) > 0 {
+		blk, in := off/dy.blockSize, off%dy.blockSize
+		n := min(int64(len(p)), dy.blockSize-in)
+		if err := d.writeBlock(blk, in, p[:n]); err != nil {
+			return err
+		}
+		p, off = p[n:], off+n
+	}
+	return nil
+}
+
+func (d *Disk) writeBlock(blk, in int64, data []byte) error {
+	dy := d.dyn
+	diff := d.info.Type == Differencing
+	e := dy.bat[blk]
+	if e == unusedEntry && !diff && allZero(data) {
+		return nil // reads as zeros already
+	}
+	if diff {
+		// A differencing image owns whole sectors: complete partial ones
+		// with what they read as now.
+		a0, a1 := in&^(SectorSize-1), alignUp(in+int64(len(data)), SectorSize)
+		if a0 != in || a1 != in+int64(len(data)) {
+			buf := make([]byte, a1-a0)
+			base := blk * dy.blockSize
+			if err := d.readBlocks(buf[:SectorSize], base+a0); err != nil {
+				return err
+			}
+			if len(buf) > SectorSize {
+				if err := d.readBlocks(buf[len(buf)-SectorSize:], base+a1-SectorSize); err != nil {
+					return err
+				}
+			}
+			copy(buf[in-a0:], data)
+			data, in = buf, a0
+		}
+	}
+	if e == unusedEntry {
+		return d.allocate(blk, in, data)
+	}
+	base := int64(e) * SectorSize
+	if err := writeFull(d.st, data, base+dy.bmSize+in); err != nil {
+		return err
+	}
+	if !diff {
+		return nil
+	}
+	// Mark the sectors as the child's, after their data is in place.
+	s0, s1 := in/SectorSize, (in+int64(len(data)))/SectorSize
+	b0, b1 := s0/8, (s1+7)/8
+	bm := make([]byte, b1-b0)
+	if err := readFull(d.st, bm, base+b0); err != nil {
+		return err
+	}
+	before := slices.Clone(bm)
+	setBits(bm, s0-b0*8, s1-b0*8)
+	if bytes.Equal(bm, before) {
+		return nil
+	}
+	return writeFull(d.st, bm, base+b0)
+}
+
+// allocate adds block blk holding data at byte in. The order of the writes
+// keeps the image valid at every step of a crash: the data and the bitmap go
+// to the new block (which overwrites the trailing footer; the copy at offset
+// 0 then stands in), the footer goes after the block, and only then does the
+// BAT entry point at it. A crash before the last step leaves an unreferenced
+// block, which the next writer reuses.
+func (d *Disk) allocate(blk, in int64, data []byte) error {
+	dy := d.dyn
+	pos := dy.next
+	if pos/SectorSize >= unusedEntry {
+		return detail(ErrOutOfRange, "image file reached the VHD limit of 2 TiB")
+	}
+	bm := make([]byte, dy.bmSize)
+	if d.info.Type == Differencing {
+		setBits(bm, in/SectorSize, (in+int64(len(data)))/SectorSize)
+	} else {
+		for i := range bm {
+			bm[i] = 0xff
+		}
+	}
+	end := pos + dy.bmSize + dy.blockSize
+	if err := writeFull(d.st, data, pos+dy.bmSize+in); err != nil {
+		return err
+	}
+	if err := writeFull(d.st, bm, pos); err != nil {
+		return err
+	}
+	if err := writeFull(d.st, d.footer, end); err != nil {
+		return err
+	}
+	var entry [4]byte
+	binary.BigEndian.PutUint32(entry[:], uint32(pos/SectorSize))
+	if err := writeFull(d.st, entry[:], dy.batOff+blk*4); err != nil {
+		return err
+	}
+	dy.bat[blk] = uint32(pos / SectorSize)
+	dy.next = end
+	return nil
+}
+

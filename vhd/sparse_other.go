@@ -1,0 +1,12 @@
+//go:build !linux
+
+package vhd
+
+import "os"
+
+func fileExtents(f *os.File, size int64) []Extent {
+	if size == 0 {
+		return nil
+	}
+	return []Extent{{0, size}}
+}

@@ -221,6 +221,10 @@ func newDisk(st storage, fileSize int64, name string, writable bool, opts *OpenO
 	if fileSize < footerSize {
 		return nil, formatErr(0, "footer", detail(ErrFormat, "file of %d bytes is too short", fileSize))
 	}
+	var sig [8]byte
+	if readFull(st, sig[:], 0) == nil && string(sig[:]) == "vhdxfile" {
+		return nil, formatErr(0, "file identifier", detail(ErrUnsupported, "VHDX images are not implemented yet"))
+	}
 	foot, tailOK, err := readFooter(st, fileSize)
 	if err != nil {
 		return nil, err

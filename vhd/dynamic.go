@@ -29,7 +29,7 @@ func (dy *dynamic) blockEnd(e uint32) int64 {
 func (d *Disk) openDynamic(foot *footer, fileSize int64, tailOK bool) error {
 	hOff := int64(foot.DataOffset)
 	if foot.DataOffset > uint64(fileSize) || hOff < footerSize || hOff+dynHeaderSize > fileSize || hOff%SectorSize != 0 {
-		return formatErr(48, "footer data offset", detail(ErrFormat, "dynamic header offset %#x outside a %d-byte file", foot.DataOffset, fileSize))
+		return formatErr(16, "footer data offset", detail(ErrFormat, "dynamic header offset %#x is not a sector inside a %d-byte file", foot.DataOffset, fileSize))
 	}
 	var hb [dynHeaderSize]byte
 	if err := readFull(d.st, hb[:], hOff); err != nil {

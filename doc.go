@@ -1,0 +1,30 @@
+// Package vmmkit is an embeddable SDK for managing a fleet of virtualization
+// hosts from one place. It holds no code; this is the map of its packages.
+//
+// Built:
+//
+//   - [github.com/vmmkit/vmmkit/vhd]: read, write and create VHD images
+//     (fixed, dynamic, differencing), with chains, extent walks and crash-safe
+//     writes. VHDX and the whole-disk operations (convert, merge, compact,
+//     check, diff) are planned.
+//
+// Planned:
+//
+//   - p2v: capture a physical disk into a VHD or VHDX reading only used
+//     blocks, at a consistent point in time, with block-differencing
+//     incremental passes.
+//   - placement: rate hosts for a VM (0–5 stars with reasons), place
+//     batches, rebalance host groups; placement/history reads utilization
+//     traces; placement/consolidate ranks consolidation candidates and plans
+//     where they fit.
+//   - discovery: find virtualization hosts in an Active Directory OU over
+//     LDAPS or StartTLS, with Kerberos, paging and incremental sync.
+//   - hostapi: the Driver contract for hypervisor hosts, with hostapi/sim (a
+//     simulated fleet), hostapi/libvirt (real hosts) and hostapi/hostapitest
+//     (the conformance suite both pass).
+//   - library: shares of VHDs, ISOs, hardware profiles and templates, with
+//     replicas near the hosts and resumable, verified transfer.
+//   - vmm: the Manager facade: inventory, persistent jobs, workflows, an
+//     embedded SQLite store or PostgreSQL; vmm/selfservice is the
+//     self-service web portal.
+package vmmkit

@@ -1,0 +1,356 @@
+package vhd
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+var errCrash = errors.New("simulated crash")
+
+// crashStorage is an in-memory file that "crashes" at its failAt-th write:
+// that write lands torn and every later one is lost. A torn write keeps the
+// whole sectors of its first half: disks write a sector atomically, so a
+// write inside one sector lands whole or not at all.
+type crashStorage struct {
+	b      []byte
+	writes int
+	failAt int // -1: never
+}
+
+func (m *crashStorage) ReadAt(p []byte, off int64) (int, error) {
+	if off >= int64(len(m.b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, m.b[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (m *crashStorage) grow(n int64) {
+	if n > int64(len(m.b)) {
+		m.b = append(m.b, make([]byte, n-int64(len(m.b)))...)
+	}
+}
+
+func (m *crashStorage) WriteAt(p []byte, off int64) (int, error) {
+	m.writes++
+	if m.failAt >= 0 && m.writes > m.failAt {
+		if end := (off + int64(len(p))/2) &^ (SectorSize - 1); m.writes == m.failAt+1 && end > off {
+			torn := p[:end-off]
+			m.grow(end)
+			copy(m.b[off:], torn)
+		}
+		return 0, errCrash
+	}
+	m.grow(off + int64(len(p)))
+	copy(m.b[off:], p)
+	return len(p), nil
+}
+
+func (m *crashStorage) Truncate(n int64) error {
+	m.writes++
+	if m.failAt >= 0 && m.writes > m.failAt {
+		return errCrash
+	}
+	m.grow(n)
+	m.b = m.b[:n]
+	return nil
+}
+
+func (m *crashStorage) Sync() error { return nil }
+
+type crashWrite struct {
+	off  int64
+	data []byte
+}
+
+// crashScript is a fixed list of writes that allocate blocks, fill parts
+// of them, write sub-sector pieces and zeros.
+func crashScript(size int64) []crashWrite {
+	r := rand.New(rand.NewPCG(11, 12))
+	var ws []crashWrite
+	for i := range 40 {
+		off := r.Int64N(size - 1)
+		n := min(size-off, 1+r.Int64N(20000))
+		if i%5 == 0 {
+			n = min(size-off, 1+r.Int64N(600))
+		}
+		ws = append(ws, crashWrite{off, fill(r, int(n))})
+	}
+	return ws
+}
+
+// TestCrashAtEveryWrite stops the image's writes at every point of a script
+// (with the interrupted write torn in half) and checks that the image then
+// opens, read-only and writable, with every completed write intact, and
+// that it keeps working after the repair.
+func TestCrashAtEveryWrite(t *testing.T) {
+	for _, diff := range []bool{false, true} {
+		t.Run(map[bool]string{false: "dynamic", true: "differencing"}[diff], func(t *testing.T) {
+			dir := t.TempDir()
+			const size = 256 << 10
+			name := filepath.Join(dir, "img.vhd")
+			base := make([]byte, size)
+			if diff {
+				p := filepath.Join(dir, "parent.vhd")
+				pd := mustCreate(t, p, size, &CreateOptions{BlockSize: 8192})
+				pm := newModel(t, pd, nil, 5)
+				pm.randomWrites(20, 30000)
+				copy(base, pm.ref)
+				require.NoError(t, pd.Close())
+				mustCreate(t, name, 0, &CreateOptions{Parent: p, BlockSize: 8192}).Close()
+			} else {
+				mustCreate(t, name, size, &CreateOptions{BlockSize: 8192}).Close()
+			}
+			initial, err := os.ReadFile(name)
+			require.NoError(t, err)
+			script := crashScript(size)
+
+			run := func(failAt int) (st *crashStorage, ref []byte, torn *crashWrite) {
+				st = &crashStorage{b: bytes.Clone(initial), failAt: failAt}
+				d, err := newDisk(st, int64(len(st.b)), name, true, nil, nil, nil)
+				require.NoError(t, err)
+				defer d.Close()
+				ref = bytes.Clone(base)
+				for i, w := range script {
+					if _, err := d.WriteAt(w.data, w.off); err != nil {
+						require.ErrorIs(t, err, errCrash)
+						return st, ref, &script[i]
+					}
+					copy(ref[w.off:], w.data)
+				}
+				return st, ref, nil
+			}
+			full, _, _ := run(-1)
+			require.Greater(t, full.writes, len(script), "script must allocate blocks")
+
+			for failAt := 0; failAt <= full.writes; failAt++ {
+				st, ref, torn := run(failAt)
+				img := st.b
+				for _, writable := range []bool{false, true} {
+					s := &crashStorage{b: bytes.Clone(img), failAt: -1}
+					d, err := newDisk(s, int64(len(s.b)), name, writable, nil, nil, nil)
+					require.NoError(t, err, "crash after %d writes: open (writable %v)", failAt, writable)
+					got := readAll(t, d)
+					checkCrashContent(t, got, ref, torn, failAt)
+					if writable {
+						// The repaired image takes new blocks and reads them back.
+						m := newModel(t, d, got, uint64(failAt))
+						m.randomWrites(5, 20000)
+						m.check()
+						_, err := newDisk(readOnly{bytes.NewReader(s.b)}, int64(len(s.b)), name, false, nil, nil, nil)
+						require.NoError(t, err, "reopen after repair")
+					}
+					require.NoError(t, d.Close())
+				}
+			}
+		})
+	}
+}
+
+// checkCrashContent accepts got when every byte is the reference's, or, in
+// the range of the interrupted write, that write's.
+func checkCrashContent(t *testing.T, got, ref []byte, torn *crashWrite, failAt int) {
+	t.Helper()
+	if bytes.Equal(got, ref) {
+		return
+	}
+	for i := range got {
+		if got[i] == ref[i] {
+			continue
+		}
+		if torn != nil && int64(i) >= torn.off && int64(i) < torn.off+int64(len(torn.data)) && got[i] == torn.data[int64(i)-torn.off] {
+			continue
+		}
+		t.Fatalf("crash after %d writes: byte %d is %#x, want %#x", failAt, i, got[i], ref[i])
+	}
+}
+
+// The SIGKILL test runs a writer in a child process (this test binary),
+// kills it at a random moment and checks the image. The writer prints
+// "synced N" after each Sync that covers writes 0..N.
+
+const crashEnv = "VMM_VHD_CRASH_WRITER"
+
+func killWrite(seed uint64, i int, size int64) crashWrite {
+	r := rand.New(rand.NewPCG(seed, uint64(i)))
+	off := r.Int64N(size - 1)
+	n := min(size-off, 1+r.Int64N(96<<10))
+	if i%4 == 0 {
+		n = min(size-off, 1+r.Int64N(1500))
+	}
+	return crashWrite{off, fill(r, int(n))}
+}
+
+func TestCrashWriterProcess(t *testing.T) {
+	spec := os.Getenv(crashEnv)
+	if spec == "" {
+		t.Skip("helper for TestSIGKILL; runs only as its child process")
+	}
+	// spec: image:seed:count
+	parts := strings.Split(spec, ":")
+	seed, _ := strconv.ParseUint(parts[1], 10, 64)
+	count, _ := strconv.Atoi(parts[2])
+	d, err := OpenFile(parts[0], os.O_RDWR, nil)
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(3)
+	}
+	out := bufio.NewWriter(os.Stdout)
+	for i := range count {
+		w := killWrite(seed, i, d.Size())
+		if _, err := d.WriteAt(w.data, w.off); err != nil {
+			fmt.Println("error", err)
+			os.Exit(3)
+		}
+		if i%3 == 2 {
+			if err := d.Sync(); err != nil {
+				fmt.Println("error", err)
+				os.Exit(3)
+			}
+			fmt.Fprintf(out, "synced %d\n", i)
+			out.Flush()
+		}
+	}
+	fmt.Fprintln(out, "done")
+	out.Flush()
+	os.Exit(0)
+}
+
+func TestSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns writer processes")
+	}
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	for _, diff := range []bool{false, true} {
+		t.Run(map[bool]string{false: "dynamic", true: "differencing"}[diff], func(t *testing.T) {
+			dir := t.TempDir()
+			const size = 16 << 20
+			name := filepath.Join(dir, "img.vhd")
+			ref := make([]byte, size)
+			if diff {
+				p := filepath.Join(dir, "parent.vhd")
+				pd := mustCreate(t, p, size, &CreateOptions{BlockSize: 1 << 20})
+				pm := newModel(t, pd, nil, 9)
+				pm.randomWrites(40, 1<<20)
+				copy(ref, pm.ref)
+				require.NoError(t, pd.Close())
+				mustCreate(t, name, 0, &CreateOptions{Parent: p, BlockSize: 64 << 10}).Close()
+			} else {
+				mustCreate(t, name, size, &CreateOptions{BlockSize: 64 << 10}).Close()
+			}
+			r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+			const count = 3000
+			killed := 0
+			for round := range 20 {
+				seed := r.Uint64()
+				cmd := exec.Command(exe, "-test.run=^TestCrashWriterProcess$")
+				cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s:%d:%d", crashEnv, name, seed, count))
+				stdout, err := cmd.StdoutPipe()
+				require.NoError(t, err)
+				require.NoError(t, cmd.Start())
+				lines := make(chan string, 4096)
+				go func() {
+					sc := bufio.NewScanner(stdout)
+					for sc.Scan() {
+						lines <- sc.Text()
+					}
+					close(lines)
+				}()
+				// Let the writer get going, then kill it at a random moment.
+				delay := time.Duration(5+r.IntN(120)) * time.Millisecond
+				timer := time.NewTimer(delay)
+				synced := -1
+				done := false
+			wait:
+				for {
+					select {
+					case l, ok := <-lines:
+						if !ok {
+							break wait
+						}
+						switch {
+						case strings.HasPrefix(l, "synced "):
+							synced, _ = strconv.Atoi(strings.TrimPrefix(l, "synced "))
+						case l == "done":
+							done = true
+						case strings.HasPrefix(l, "error"):
+							t.Fatalf("writer: %s", l)
+						}
+					case <-timer.C:
+						_ = cmd.Process.Kill() // SIGKILL
+						killed++
+						for l := range lines {
+							if strings.HasPrefix(l, "synced ") {
+								synced, _ = strconv.Atoi(strings.TrimPrefix(l, "synced "))
+							}
+						}
+						break wait
+					}
+				}
+				_ = cmd.Wait()
+				timer.Stop()
+
+				// Every byte is what the synced writes left, or what one of
+				// the later writes (which may or may not have landed) put there.
+				d, err := Open(name)
+				require.NoError(t, err, "round %d: open after kill", round)
+				got := readAll(t, d)
+				require.NoError(t, d.Close())
+				for i := 0; i <= synced; i++ {
+					w := killWrite(seed, i, size)
+					copy(ref[w.off:], w.data)
+				}
+				if !done {
+					// The writer syncs every third write and says so before
+					// the next write, so at most the three writes after the
+					// last one it reported can have landed.
+					var later []crashWrite
+					for i := synced + 1; i < min(count, synced+4); i++ {
+						later = append(later, killWrite(seed, i, size))
+					}
+					for i := 0; i < len(got); i++ {
+						if end := min(i+4096, len(got)); i%4096 == 0 && bytes.Equal(got[i:end], ref[i:end]) {
+							i = end - 1 // a whole equal page
+							continue
+						}
+						if got[i] == ref[i] {
+							continue
+						}
+						ok := false
+						for _, w := range later {
+							if int64(i) >= w.off && int64(i) < w.off+int64(len(w.data)) && got[i] == w.data[int64(i)-w.off] {
+								ok = true
+								break
+							}
+						}
+						require.True(t, ok, "round %d: byte %d is %#x, want %#x (synced through write %d)", round, i, got[i], ref[i], synced)
+					}
+				} else {
+					require.Equal(t, count-1, synced)
+					require.True(t, bytes.Equal(ref, got), "round %d: content after a clean finish", round)
+				}
+				t.Logf("round %d: killed after %v, synced through write %d, done=%v", round, delay, synced, done)
+				// The next round continues on the image as it is now.
+				copy(ref, got)
+			}
+			require.Positive(t, killed, "no writer was killed mid-run")
+		})
+	}
+}

@@ -375,4 +375,3 @@ func (d *Disk) allocate(blk, in int64, data []byte) error {
 	dy.next = end
 	return nil
 }
-

@@ -406,6 +406,14 @@ func rewriteLocators(t *testing.T, name string, locs []locatorData, parentName s
 	t.Helper()
 	b, err := os.ReadFile(name)
 	require.NoError(t, err)
+	// Blank the old locators' data.
+	patchBytes(t, b, func(_ *footer, h *dynHeader) {
+		for _, l := range h.Locators {
+			if l.Code != platNone {
+				clear(b[l.DataOffset : l.DataOffset+uint64(l.DataLength)])
+			}
+		}
+	})
 	foot := bytes.Clone(b[len(b)-footerSize:])
 	b = b[:len(b)-footerSize]
 	var entries [8]locatorEntry

@@ -1,0 +1,112 @@
+package vhd
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+var (
+	update       = flag.Bool("update", false, "rewrite the .golden dumps of testdata images")
+	makeTestdata = flag.Bool("maketestdata", false, "rewrite the vmmk-* images in testdata")
+)
+
+// dump describes an image's metadata and content as stable text.
+func dump(d *Disk) string {
+	var b strings.Builder
+	i := d.Info()
+	fmt.Fprintf(&b, "format: %s\ntype: %s\nsize: %d\n", i.Format, i.Type, i.Size)
+	fmt.Fprintf(&b, "uuid: %s\ncreated: %s\n", i.UUID, i.Created.UTC().Format("2006-01-02T15:04:05Z"))
+	fmt.Fprintf(&b, "creator: %q %d.%d %q\n", i.CreatorApp, i.CreatorVersion>>16, i.CreatorVersion&0xffff, i.CreatorOS)
+	fmt.Fprintf(&b, "original size: %d\n", i.OriginalSize)
+	fmt.Fprintf(&b, "geometry: %d/%d/%d (%d bytes)\n", i.Geometry.Cylinders, i.Geometry.Heads, i.Geometry.SectorsPerTrack, i.Geometry.Size())
+	if i.Type != Fixed {
+		fmt.Fprintf(&b, "block size: %d\nmax table entries: %d\n", i.BlockSize, i.MaxTableEntries)
+	}
+	if i.Type == Differencing {
+		fmt.Fprintf(&b, "parent uuid: %s\nparent time: %s\nparent name: %q\n", i.ParentUUID, i.ParentTime.UTC().Format("2006-01-02T15:04:05Z"), filepath.Base(i.ParentName))
+		for _, l := range i.ParentLocators {
+			p := l.Path
+			if l.Platform != "W2ru" {
+				p = "(absolute) " + filepath.Base(strings.ReplaceAll(p, `\`, "/"))
+			}
+			fmt.Fprintf(&b, "locator %s: %q\n", l.Platform, p)
+		}
+	}
+	for e := range d.Extents() {
+		fmt.Fprintf(&b, "extent: %d+%d\n", e.Offset, e.Length)
+	}
+	content := make([]byte, d.Size())
+	_, _ = d.ReadAt(content, 0)
+	fmt.Fprintf(&b, "sha256: %s\n", sha(content))
+	return b.String()
+}
+
+// TestGolden opens every image in testdata, made by qemu-img and by this
+// package, and compares its dump with the .golden file beside it.
+func TestGolden(t *testing.T) {
+	if *makeTestdata {
+		writeTestdata(t)
+	}
+	images, err := filepath.Glob("testdata/*.vhd")
+	require.NoError(t, err)
+	require.NotEmpty(t, images)
+	for _, img := range images {
+		t.Run(filepath.Base(img), func(t *testing.T) {
+			d := mustOpen(t, img, os.O_RDONLY)
+			got := dump(d)
+			golden := img + ".golden"
+			if *update {
+				require.NoError(t, os.WriteFile(golden, []byte(got), 0o644))
+			}
+			want, err := os.ReadFile(golden)
+			require.NoError(t, err, "run go test ./vhd -run TestGolden -update")
+			require.Equal(t, string(want), got)
+		})
+	}
+}
+
+// writeTestdata makes the vmmk-* images: small, with 4 KiB blocks, so that
+// they also serve as fuzz seeds.
+func writeTestdata(t *testing.T) {
+	for _, n := range []string{"vmmk-dynamic.vhd", "vmmk-fixed.vhd", "vmmk-parent.vhd", "vmmk-child.vhd"} {
+		if err := os.Remove(filepath.Join("testdata", n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	pattern := func(n int, c byte) []byte { return bytes.Repeat([]byte{c}, n) }
+	d, err := Create("testdata/vmmk-dynamic.vhd", 1<<20+512, &CreateOptions{BlockSize: 4096})
+	require.NoError(t, err)
+	d.WriteAt(pattern(5000, 0x5a), 1000)
+	d.WriteAt(pattern(512, 0xa5), 1<<20)
+	require.NoError(t, d.Close())
+
+	d, err = Create("testdata/vmmk-fixed.vhd", 128<<10, &CreateOptions{Type: Fixed})
+	require.NoError(t, err)
+	d.WriteAt(pattern(3000, 0x77), 70000)
+	require.NoError(t, d.Close())
+
+	d, err = Create("testdata/vmmk-parent.vhd", 256<<10, &CreateOptions{BlockSize: 4096})
+	require.NoError(t, err)
+	d.WriteAt(pattern(20000, 0x11), 0)
+	require.NoError(t, d.Close())
+	d, err = Create("testdata/vmmk-child.vhd", 0, &CreateOptions{Parent: "testdata/vmmk-parent.vhd", BlockSize: 4096})
+	require.NoError(t, err)
+	d.WriteAt(pattern(100, 0x22), 700)        // sub-sector, over parent data
+	d.WriteAt(pattern(4096*3, 0x33), 100<<10) // whole blocks, over a hole
+	require.NoError(t, d.Close())
+	// Absolute locators as a Windows host would write them, so that the
+	// file names no path of the machine that made it.
+	rewriteLocators(t, "testdata/vmmk-child.vhd", []locatorData{
+		{platW2ru, utf16le(`.\vmmk-parent.vhd`)},
+		{platW2ku, utf16le(`C:\VMs\vmmk-parent.vhd`)},
+	}, `C:\VMs\vmmk-parent.vhd`)
+}

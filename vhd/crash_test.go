@@ -354,3 +354,153 @@ func TestSIGKILL(t *testing.T) {
 		})
 	}
 }
+
+// powerStorage is an in-memory file with a power switch: writes since the
+// last Sync may reach the disk in any order, each whole, torn at a sector
+// boundary, or not at all, and a file-size change may be lost with them.
+type powerStorage struct {
+	durable []byte      // what the disk holds for certain
+	visible []byte      // what the process sees
+	pending []crashWrite // writes since the last Sync, in order
+}
+
+func (m *powerStorage) ReadAt(p []byte, off int64) (int, error) {
+	if off >= int64(len(m.visible)) {
+		return 0, io.EOF
+	}
+	n := copy(p, m.visible[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func apply(b []byte, w crashWrite) []byte {
+	if end := w.off + int64(len(w.data)); end > int64(len(b)) {
+		b = append(b, make([]byte, end-int64(len(b)))...)
+	}
+	copy(b[w.off:], w.data)
+	return b
+}
+
+func (m *powerStorage) WriteAt(p []byte, off int64) (int, error) {
+	w := crashWrite{off, bytes.Clone(p)}
+	m.visible = apply(m.visible, w)
+	m.pending = append(m.pending, w)
+	return len(p), nil
+}
+
+func (m *powerStorage) Truncate(n int64) error {
+	// Tests here call Truncate only inside a repair that syncs at once.
+	m.visible = apply(m.visible, crashWrite{int64(len(m.visible)), nil})
+	if n <= int64(len(m.visible)) {
+		m.visible = m.visible[:n]
+	} else {
+		m.visible = append(m.visible, make([]byte, n-int64(len(m.visible)))...)
+	}
+	return m.Sync()
+}
+
+func (m *powerStorage) Sync() error {
+	m.durable = bytes.Clone(m.visible)
+	m.pending = nil
+	return nil
+}
+
+// powerLoss returns the file as the disk may hold it after a power loss.
+func (m *powerStorage) powerLoss(r *rand.Rand) []byte {
+	b := bytes.Clone(m.durable)
+	for _, w := range m.pending {
+		switch r.IntN(3) {
+		case 0: // lost
+		case 1:
+			b = apply(b, w)
+		case 2:
+			if end := (w.off + int64(len(w.data))/2) &^ (SectorSize - 1); end > w.off {
+				b = apply(b, crashWrite{w.off, w.data[:end-w.off]})
+			}
+		}
+	}
+	// The new file size may not have reached the disk even where data did.
+	if r.IntN(2) == 0 && len(b) > len(m.durable) {
+		b = b[:len(m.durable)]
+	}
+	return b
+}
+
+// TestPowerLoss cuts the power at random points of a write script in which
+// the writer syncs now and then. Writes since the last sync reach the disk
+// in any order or not at all. The image must open, read-only and writable,
+// and every sector that no unsynced write touched must read as synced.
+func TestPowerLoss(t *testing.T) {
+	for _, diff := range []bool{false, true} {
+		t.Run(map[bool]string{false: "dynamic", true: "differencing"}[diff], func(t *testing.T) {
+			dir := t.TempDir()
+			const size = 256 << 10
+			name := filepath.Join(dir, "img.vhd")
+			base := make([]byte, size)
+			if diff {
+				p := filepath.Join(dir, "parent.vhd")
+				pd := mustCreate(t, p, size, &CreateOptions{BlockSize: 8192})
+				pm := newModel(t, pd, nil, 5)
+				pm.randomWrites(20, 30000)
+				copy(base, pm.ref)
+				require.NoError(t, pd.Close())
+				mustCreate(t, name, 0, &CreateOptions{Parent: p, BlockSize: 8192}).Close()
+			} else {
+				mustCreate(t, name, size, &CreateOptions{BlockSize: 8192}).Close()
+			}
+			initial, err := os.ReadFile(name)
+			require.NoError(t, err)
+			script := crashScript(size)
+			r := rand.New(rand.NewPCG(21, 22))
+			for trial := range 250 {
+				st := &powerStorage{durable: bytes.Clone(initial), visible: bytes.Clone(initial)}
+				d, err := newDisk(st, int64(len(initial)), name, true, nil, nil, nil)
+				require.NoError(t, err)
+				synced := bytes.Clone(base)
+				ref := bytes.Clone(base)
+				stop := r.IntN(len(script) + 1)
+				for i, w := range script[:stop] {
+					_, err := d.WriteAt(w.data, w.off)
+					require.NoError(t, err)
+					copy(ref[w.off:], w.data)
+					if i%4 == 3 {
+						require.NoError(t, d.Sync())
+						copy(synced, ref)
+					}
+				}
+				// Sectors that the writes since the last sync touched may
+				// hold anything: the disk promises no more for unsynced data.
+				touched := make([]bool, size)
+				for i := stop - stop%4; i < stop; i++ {
+					w := script[i]
+					s0 := w.off &^ (SectorSize - 1)
+					s1 := alignUp(w.off+int64(len(w.data)), SectorSize)
+					for j := s0; j < s1; j++ {
+						touched[j] = true
+					}
+				}
+				img := st.powerLoss(r)
+				for _, writable := range []bool{false, true} {
+					s := &crashStorage{b: bytes.Clone(img), failAt: -1}
+					d, err := newDisk(s, int64(len(s.b)), name, writable, nil, nil, nil)
+					require.NoError(t, err, "trial %d: open after power loss (writable %v)", trial, writable)
+					got := readAll(t, d)
+					same := bytes.Equal(got, synced)
+					for i := 0; i < len(got) && !same; i++ {
+						if !touched[i] && got[i] != synced[i] {
+							t.Fatalf("trial %d (writable %v): byte %d is %#x, synced %#x", trial, writable, i, got[i], synced[i])
+						}
+					}
+					if writable {
+						m := newModel(t, d, got, uint64(trial))
+						m.randomWrites(3, 20000)
+						m.check()
+					}
+					require.NoError(t, d.Close())
+				}
+			}
+		})
+	}
+}

@@ -66,14 +66,22 @@
 //
 // # Crash safety
 //
-// Writes go straight to the file; no metadata is cached. A new block is
-// added in an order that keeps the image valid at every step: its data and
-// sector bitmap are written at the end of the file (over the trailing
-// footer, for which the copy at offset 0 stands in), the footer is written
-// after the block, and then the block's BAT entry. After a crash at any
-// point the image opens, and every range written and synced ([Disk.Sync])
-// before the crash reads back as written. A writable open repairs a missing
-// trailing footer.
+// Writes go straight to the file; no metadata is cached, and [Disk.Sync]
+// makes everything written so far durable. A new block is added in an order
+// that keeps the image valid at every step of a crash: its data and sector
+// bitmap are written at the end of the file (over the trailing footer, for
+// which the copy at offset 0 stands in; a differencing image's block starts
+// after the old footer instead), the footer is written after the block, and
+// then the block's BAT entry.
+//
+// If the writing process is killed at any point, the image opens and every
+// range written before reads back as written. If the machine loses power,
+// the writes since the last Sync may reach the disk in any order; the image
+// still opens, every range synced before reads back as synced, and a sector
+// that a later, unsynced write touched reads as before, as written, or as
+// zeros. A block whose BAT entry reached the disk while the file's new size
+// did not reads as zeros past the end of the file. A writable open repairs
+// a missing trailing footer.
 //
 // # Limits
 //

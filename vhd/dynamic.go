@@ -3,6 +3,7 @@ package vhd
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"slices"
 	"strconv"
@@ -16,6 +17,21 @@ type dynamic struct {
 	blockSize int64
 	bmSize    int64 // bytes of sector bitmap in front of each block
 	next      int64 // offset of the trailing footer: where a new block goes
+	shortOK   bool  // blocks may reach past the end of the file (read as zeros)
+}
+
+// readBlockData reads the bitmap or data of an allocated block. Bytes past
+// the end of the file read as zeros when a cut-short append is known.
+func (d *Disk) readBlockData(p []byte, off int64) error {
+	if !d.dyn.shortOK {
+		return readFull(d.st, p, off)
+	}
+	n, err := d.st.ReadAt(p, off)
+	if n < len(p) && err != nil && err != io.EOF {
+		return fmt.Errorf("vhd: read %d bytes at %#x: %w", len(p), off, err)
+	}
+	clear(p[n:])
+	return nil
 }
 
 func (dy *dynamic) blockEnd(e uint32) int64 {
@@ -57,6 +73,7 @@ func (d *Disk) openDynamic(foot *footer, fileSize int64, tailOK bool) error {
 	// past the parent locators' data.
 	meta := max(hOff+dynHeaderSize, batOff+alignUp(int64(h.MaxTableEntries)*4, SectorSize))
 	end := meta
+	var pastEOF []int64 // starts of blocks that reach past the end of the file
 	if d.info.Type == Differencing {
 		for _, l := range h.Locators {
 			if l.Code != platNone && l.DataLength > 0 && l.DataOffset < uint64(fileSize) {
@@ -69,10 +86,28 @@ func (d *Disk) openDynamic(foot *footer, fileSize int64, tailOK bool) error {
 			continue
 		}
 		start, stop := int64(e)*SectorSize, dy.blockEnd(e)
-		if stop > fileSize || start < meta {
+		if start < meta {
 			return formatErr(batOff+int64(i)*4, "BAT entry "+strconv.Itoa(i), detail(ErrFormat, "block at %#x-%#x overlaps metadata or lies past the end of a %d-byte file", start, stop, fileSize))
 		}
+		if stop > fileSize {
+			pastEOF = append(pastEOF, start)
+		}
 		end = max(end, stop)
+	}
+	if len(pastEOF) > 0 {
+		// Blocks past the end of the file are appends that a power loss cut
+		// short: the BAT entry reached the disk, the new file size (and
+		// perhaps other BAT entries) did not. Their missing bytes were
+		// never synced and read as zeros. Each append adds at most one
+		// block (and a footer) per BAT entry, which bounds how far past the
+		// end such a block may start.
+		limit := fileSize + int64(len(dy.bat))*(dy.bmSize+dy.blockSize+footerSize)
+		for _, start := range pastEOF {
+			if start > limit {
+				return formatErr(batOff, "BAT", detail(ErrFormat, "block at %#x lies past the end of a %d-byte file", start, fileSize))
+			}
+		}
+		dy.shortOK = true
 	}
 	if d.writable {
 		if err := dy.checkOverlaps(); err != nil {
@@ -94,6 +129,7 @@ func (d *Disk) openDynamic(foot *footer, fileSize int64, tailOK bool) error {
 		if err := d.st.Sync(); err != nil {
 			return err
 		}
+		dy.shortOK = false
 	}
 	d.dyn = dy
 	d.info.BlockSize = bs
@@ -193,7 +229,7 @@ func (d *Disk) readBlocks(p []byte, off int64) error {
 		case d.info.Type != Differencing:
 			// The bitmap of a dynamic image is all ones in practice and
 			// is ignored on reads, as qemu and Hyper-V do.
-			if err := readFull(d.st, chunk, int64(e)*SectorSize+dy.bmSize+in); err != nil {
+			if err := d.readBlockData(chunk, int64(e)*SectorSize+dy.bmSize+in); err != nil {
 				return err
 			}
 		default:
@@ -214,7 +250,7 @@ func (d *Disk) readPartial(p []byte, e uint32, in, off int64) error {
 	base := int64(e) * SectorSize
 	s0, s1 := in/SectorSize, (in+int64(len(p))+SectorSize-1)/SectorSize
 	bm := make([]byte, (s1+7)/8-s0/8)
-	if err := readFull(d.st, bm, base+s0/8); err != nil {
+	if err := d.readBlockData(bm, base+s0/8); err != nil {
 		return err
 	}
 	bit := func(s int64) bool { return bitSet(bm, s-s0&^7) }
@@ -229,7 +265,7 @@ func (d *Disk) readPartial(p []byte, e uint32, in, off int64) error {
 		q := p[from-in : to-in]
 		var err error
 		if own {
-			err = readFull(d.st, q, base+dy.bmSize+from)
+			err = d.readBlockData(q, base+dy.bmSize+from)
 		} else {
 			err = d.readParent(q, off+from-in)
 		}
@@ -325,7 +361,7 @@ func (d *Disk) writeBlock(blk, in int64, data []byte) error {
 	s0, s1 := in/SectorSize, (in+int64(len(data)))/SectorSize
 	b0, b1 := s0/8, (s1+7)/8
 	bm := make([]byte, b1-b0)
-	if err := readFull(d.st, bm, base+b0); err != nil {
+	if err := d.readBlockData(bm, base+b0); err != nil {
 		return err
 	}
 	before := slices.Clone(bm)
@@ -345,6 +381,13 @@ func (d *Disk) writeBlock(blk, in int64, data []byte) error {
 func (d *Disk) allocate(blk, in int64, data []byte) error {
 	dy := d.dyn
 	pos := dy.next
+	if d.info.Type == Differencing {
+		// Leave the old trailing footer where it is and start the block
+		// after it. Should a power loss keep the BAT entry but lose the
+		// bitmap, the bitmap then reads as zeros (the parent shows through)
+		// rather than as footer bytes that would hide the parent.
+		pos += footerSize
+	}
 	if pos/SectorSize >= unusedEntry {
 		return detail(ErrOutOfRange, "image file reached the VHD limit of 2 TiB")
 	}

@@ -359,8 +359,8 @@ func TestSIGKILL(t *testing.T) {
 // last Sync may reach the disk in any order, each whole, torn at a sector
 // boundary, or not at all, and a file-size change may be lost with them.
 type powerStorage struct {
-	durable []byte      // what the disk holds for certain
-	visible []byte      // what the process sees
+	durable []byte       // what the disk holds for certain
+	visible []byte       // what the process sees
 	pending []crashWrite // writes since the last Sync, in order
 }
 

@@ -81,8 +81,12 @@ type Info struct {
 	Geometry       Geometry  // CHS geometry recorded in the footer
 	SavedState     bool
 
-	BlockSize       int64 // bytes per block; 0 for fixed images
-	MaxTableEntries int   // BAT entries; 0 for fixed images
+	BlockSize       int64 // bytes per block; 0 for fixed VHD images
+	MaxTableEntries int   // BAT entries; 0 for fixed VHD images
+
+	// Sector sizes the guest sees; VHDX images may use 4096. VHD is 512.
+	LogicalSectorSize  int64
+	PhysicalSectorSize int64
 
 	// Set for differencing images only.
 	ParentUUID     UUID
@@ -155,7 +159,11 @@ type Disk struct {
 
 	mtime  uint32   // file modification time as a VHD time stamp, for parents
 	footer []byte   // marshaled footer, rewritten after each new block
-	dyn    *dynamic // nil for fixed images
+	dyn    *dynamic // nil for fixed VHD images
+	vhdx   *vhdxImage
+
+	linkID     UUID // what a child records to name this disk as its parent
+	parentWant UUID // what this differencing disk expects of its parent
 }
 
 // Open opens the named image file for reading. Close closes the file and
@@ -223,7 +231,20 @@ func newDisk(st storage, fileSize int64, name string, writable bool, opts *OpenO
 	}
 	var sig [8]byte
 	if readFull(st, sig[:], 0) == nil && string(sig[:]) == "vhdxfile" {
-		return nil, formatErr(0, "file identifier", detail(ErrUnsupported, "VHDX images are not implemented yet"))
+		d := &Disk{name: name, st: st, writable: writable}
+		d.info.LogicalSectorSize = SectorSize
+		if err := d.openVHDX(fileSize); err != nil {
+			return nil, err
+		}
+		if want != nil && d.linkID != *want {
+			return nil, fmt.Errorf("%w: its data write GUID is %s", ErrParent, guidString(d.linkID))
+		}
+		if d.info.Type == Differencing {
+			if err := d.openChain(opts, seen); err != nil {
+				return nil, err
+			}
+		}
+		return d, nil
 	}
 	foot, tailOK, err := readFooter(st, fileSize)
 	if err != nil {
@@ -232,7 +253,7 @@ func newDisk(st storage, fileSize int64, name string, writable bool, opts *OpenO
 	if want != nil && foot.UUID != *want {
 		return nil, fmt.Errorf("%w: its UUID is %s", ErrParent, foot.UUID)
 	}
-	d := &Disk{name: name, st: st, writable: writable, footer: foot.marshal()}
+	d := &Disk{name: name, st: st, writable: writable, footer: foot.marshal(), linkID: foot.UUID}
 	d.size = int64(foot.CurrentSize) &^ (SectorSize - 1)
 	d.info = Info{
 		Format:         FormatVHD,
@@ -245,6 +266,9 @@ func newDisk(st storage, fileSize int64, name string, writable bool, opts *OpenO
 		OriginalSize:   int64(foot.OriginalSize),
 		Geometry:       foot.Geometry,
 		SavedState:     foot.SavedState != 0,
+
+		LogicalSectorSize:  SectorSize,
+		PhysicalSectorSize: SectorSize,
 	}
 	switch foot.DiskType {
 	case diskTypeFixed:
@@ -262,15 +286,22 @@ func newDisk(st storage, fileSize int64, name string, writable bool, opts *OpenO
 		return nil, err
 	}
 	if d.info.Type == Differencing {
-		if seen == nil {
-			seen = make(map[UUID]bool)
-		}
-		seen[foot.UUID] = true
-		if err := d.openParent(opts, seen); err != nil {
+		d.parentWant = d.dyn.header.ParentUUID
+		if err := d.openChain(opts, seen); err != nil {
 			return nil, err
 		}
 	}
 	return d, nil
+}
+
+// openChain opens the parent of a differencing disk, noting the disk in
+// seen to catch loops.
+func (d *Disk) openChain(opts *OpenOptions, seen map[UUID]bool) error {
+	if seen == nil {
+		seen = make(map[UUID]bool)
+	}
+	seen[d.linkID] = true
+	return d.openParent(opts, seen)
 }
 
 // readFooter finds the footer of an image: the copy at offset 0 of a
@@ -389,10 +420,13 @@ func (d *Disk) ReadAt(p []byte, off int64) (int, error) {
 // read fills p, which lies within the disk, from the image. The caller holds
 // d.mu.
 func (d *Disk) read(p []byte, off int64) error {
-	if d.dyn == nil {
-		return readFull(d.st, p, off)
+	switch {
+	case d.vhdx != nil:
+		return d.readVHDX(p, off)
+	case d.dyn != nil:
+		return d.readBlocks(p, off)
 	}
-	return d.readBlocks(p, off)
+	return readFull(d.st, p, off)
 }
 
 // WriteAt writes len(p) bytes at offset off. Bytes past the end of the disk
@@ -484,6 +518,16 @@ func (d *Disk) Extents() iter.Seq[Extent] {
 func (d *Disk) extents() []Extent {
 	if d.closed {
 		return nil
+	}
+	if d.vhdx != nil {
+		own := d.vhdx.extents(d.size)
+		if d.parent == nil {
+			return own
+		}
+		d.parent.mu.RLock()
+		pe := d.parent.extents()
+		d.parent.mu.RUnlock()
+		return unionExtents(own, pe, d.size)
 	}
 	if d.dyn == nil {
 		if f, ok := d.st.(osFile); ok {

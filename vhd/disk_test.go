@@ -538,7 +538,8 @@ func TestHostileImages(t *testing.T) {
 		{"empty", func(t *testing.T, b []byte) []byte { return nil }, ErrFormat},
 		{"short", func(t *testing.T, b []byte) []byte { return b[:100] }, ErrFormat},
 		{"not a VHD", func(t *testing.T, b []byte) []byte { return bytes.Repeat([]byte{0x42}, 4096) }, ErrFormat},
-		{"VHDX", func(t *testing.T, b []byte) []byte { return append([]byte("vhdxfile"), make([]byte, 1<<16)...) }, ErrUnsupported},
+		{"VHDX too short", func(t *testing.T, b []byte) []byte { return append([]byte("vhdxfile"), make([]byte, 1<<16)...) }, ErrFormat},
+		{"VHDX without headers", func(t *testing.T, b []byte) []byte { return append([]byte("vhdxfile"), make([]byte, 1<<20)...) }, ErrFormat},
 		{"footer checksums", func(t *testing.T, b []byte) []byte {
 			b[100]++
 			b[len(b)-footerSize+100]++

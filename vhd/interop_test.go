@@ -263,3 +263,48 @@ func TestLargeSparseImages(t *testing.T) {
 		})
 	}
 }
+
+// TestQemuVHDXReadIdentical reads VHDX images qemu-img writes, of several
+// block and log sizes, fixed and dynamic, 512-byte and 4 KiB logical
+// sectors, and compares with qemu-img's raw conversion of them.
+func TestQemuVHDXReadIdentical(t *testing.T) {
+	qi := qemuImg(t)
+	dir := t.TempDir()
+	tests := []struct {
+		name    string
+		size    int64
+		options string
+		empty   bool
+	}{
+		{"dynamic default", 20<<20 + 4096, "subformat=dynamic", false},
+		{"dynamic 1M blocks 1M log", 12 << 20, "subformat=dynamic,block_size=1M,log_size=1M", false},
+		{"dynamic 8M blocks 4M log", 30 << 20, "subformat=dynamic,block_size=8M,log_size=4M", false},
+		{"dynamic 64M blocks", 70 << 20, "subformat=dynamic,block_size=64M", false},
+		{"fixed", 9 << 20, "subformat=fixed", false},
+		{"dynamic empty", 1 << 30, "subformat=dynamic", true},
+		{"no zero block state", 10 << 20, "subformat=dynamic,block_size=1M,block_state_zero=off", false},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			img := filepath.Join(dir, fmt.Sprintf("q%d.vhdx", i))
+			if tc.empty {
+				run(t, qi, "create", "-q", "-f", "vhdx", "-o", tc.options, img, strconv.FormatInt(tc.size, 10))
+			} else {
+				src := filepath.Join(dir, fmt.Sprintf("src%d.raw", i))
+				require.NoError(t, os.WriteFile(src, randomRaw(t, tc.size, uint64(i)), 0o644))
+				run(t, qi, "convert", "-f", "raw", "-O", "vhdx", "-o", tc.options, src, img)
+			}
+			d := mustOpen(t, img, os.O_RDONLY)
+			assert.Equal(t, FormatVHDX, d.Format())
+			raw := filepath.Join(t.TempDir(), "out.raw")
+			run(t, qi, "convert", "-f", "vhdx", "-O", "raw", img, raw)
+			want, err := os.ReadFile(raw)
+			require.NoError(t, err)
+			assert.Equal(t, qemuVirtualSize(t, img, "vhdx"), d.Size())
+			got := readAll(t, d)
+			assert.True(t, bytes.Equal(want, got), "content differs from qemu-img convert -O raw")
+			checkExtents(t, d, got)
+			t.Logf("%s: %s, block size %d", tc.name, d.Info().CreatorApp, d.Info().BlockSize)
+		})
+	}
+}

@@ -76,9 +76,9 @@ func candidates(child string, locs []Locator, parentName string) []ParentTry {
 	for _, pass := range []string{"rel", "abs"} {
 		for _, l := range locs {
 			switch {
-			case pass == "rel" && (l.Platform == "W2ru" || l.Platform == "Wi2r"):
+			case pass == "rel" && (l.Platform == "W2ru" || l.Platform == "Wi2r" || l.Platform == "relative_path"):
 				add(rel(l.Path), l.Platform)
-			case pass == "abs" && (l.Platform == "W2ku" || l.Platform == "Wi2k"):
+			case pass == "abs" && (l.Platform == "W2ku" || l.Platform == "Wi2k" || l.Platform == "absolute_win32_path" || l.Platform == "volume_path"):
 				add(winPath(l.Path), l.Platform)
 			case pass == "abs" && l.Platform == "MacX":
 				if u, err := url.Parse(l.Path); err == nil && u.Scheme == "file" {
@@ -102,10 +102,9 @@ func candidates(child string, locs []Locator, parentName string) []ParentTry {
 
 // openParent finds, opens and checks the parent of a differencing image.
 func (d *Disk) openParent(opts *OpenOptions, seen map[UUID]bool) error {
-	h := d.dyn.header
-	perr := &ParentError{Child: d.name, ParentUUID: h.ParentUUID, Err: ErrParent}
-	if seen[h.ParentUUID] {
-		perr.Err = detail(ErrFormat, "parent chain loops back to %s", h.ParentUUID)
+	perr := &ParentError{Child: d.name, ParentUUID: d.parentWant, Err: ErrParent}
+	if seen[d.parentWant] {
+		perr.Err = detail(ErrFormat, "parent chain loops back to %s", d.parentWant)
 		return perr
 	}
 	open := opts.OpenParent
@@ -113,9 +112,9 @@ func (d *Disk) openParent(opts *OpenOptions, seen map[UUID]bool) error {
 		open = func(name string) (File, error) { return os.Open(name) }
 	}
 	for _, c := range candidates(d.name, d.info.ParentLocators, d.info.ParentName) {
-		p, err := openParentAt(open, c.Path, opts, seen, h.ParentUUID)
-		if err == nil {
-			err = checkParent(h, p, opts)
+		p, err := openParentAt(open, c.Path, opts, seen, d.parentWant)
+		if err == nil && d.dyn != nil {
+			err = checkParent(d.dyn.header, p, opts)
 			if err == nil {
 				d.parent = p
 				return nil

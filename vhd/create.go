@@ -43,8 +43,47 @@ type CreateOptions struct {
 	// the package documentation on sizes.
 	RoundToGeometry bool
 
-	// UUID of the new image. Zero means a random one.
+	// UUID of the new image (for VHDX, its virtual disk ID, page 83 data).
+	// Zero means a random one.
 	UUID UUID
+
+	// LogicalSectorSize and PhysicalSectorSize of a VHDX image: 512 or 4096.
+	// Zero means 512 logical and 4096 physical (512e), as Hyper-V makes
+	// them; 4096 logical is a 4Kn disk. VHD images have 512-byte sectors.
+	LogicalSectorSize  int64
+	PhysicalSectorSize int64
+}
+
+// createVHDX makes a VHDX image; the options are checked and complete.
+func createVHDX(name string, size int64, o *CreateOptions, parent *Disk) (*Disk, error) {
+	size = alignUp(size, o.LogicalSectorSize)
+	if size <= 0 || size > vhdxMaxSize {
+		return nil, fmt.Errorf("create %s: %w", name, detail(ErrOutOfRange, "size %d is not between 1 byte and 64 TiB", size))
+	}
+	if parent != nil && o.LogicalSectorSize != parent.info.LogicalSectorSize {
+		o.LogicalSectorSize = parent.info.LogicalSectorSize
+	}
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	err = writeNewVHDX(f, size, o, parent)
+	if err == nil {
+		err = datasync(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(name)
+		return nil, fmt.Errorf("create %s: %w", name, err)
+	}
+	d, err := OpenFile(name, os.O_RDWR, o.ParentOptions)
+	if err != nil {
+		os.Remove(name)
+		return nil, fmt.Errorf("create %s: reopen: %w", name, err)
+	}
+	return d, nil
 }
 
 // creator fields of images this package writes.
@@ -72,7 +111,7 @@ func Create(name string, size int64, opts *CreateOptions) (*Disk, error) {
 			o.Format = FormatVHDX
 		}
 	}
-	if o.Format != FormatVHD {
+	if o.Format != FormatVHD && o.Format != FormatVHDX {
 		return nil, fmt.Errorf("create %s: %w", name, detail(ErrUnsupported, "creating %s images", o.Format))
 	}
 	if o.Parent != "" {
@@ -81,7 +120,30 @@ func Create(name string, size int64, opts *CreateOptions) (*Disk, error) {
 		o.Type = Dynamic
 	}
 	if o.BlockSize == 0 {
-		o.BlockSize = DefaultBlockSize
+		switch {
+		case o.Format == FormatVHD:
+			o.BlockSize = DefaultBlockSize
+		case o.Type == Differencing:
+			o.BlockSize = DefaultVHDXDiffBlockSize
+		default:
+			o.BlockSize = DefaultVHDXBlockSize
+		}
+	}
+	if o.Format == FormatVHDX {
+		if o.LogicalSectorSize == 0 {
+			o.LogicalSectorSize = 512
+		}
+		if o.PhysicalSectorSize == 0 {
+			o.PhysicalSectorSize = 4096
+		}
+		if (o.LogicalSectorSize != 512 && o.LogicalSectorSize != 4096) || (o.PhysicalSectorSize != 512 && o.PhysicalSectorSize != 4096) {
+			return nil, fmt.Errorf("create %s: sector sizes %d/%d: VHDX sectors are 512 or 4096 bytes", name, o.LogicalSectorSize, o.PhysicalSectorSize)
+		}
+		if o.BlockSize < vhdxMB || o.BlockSize > maxBlockSize || bits.OnesCount64(uint64(o.BlockSize)) != 1 {
+			return nil, fmt.Errorf("create %s: block size %d is not a power of two from 1 MiB to 256 MiB", name, o.BlockSize)
+		}
+	} else if o.LogicalSectorSize > SectorSize || o.PhysicalSectorSize > SectorSize {
+		return nil, fmt.Errorf("create %s: VHD images have 512-byte sectors", name)
 	}
 	if o.Type == Differencing && o.Parent == "" {
 		return nil, fmt.Errorf("create %s: a differencing image needs CreateOptions.Parent", name)
@@ -106,6 +168,12 @@ func Create(name string, size int64, opts *CreateOptions) (*Disk, error) {
 		if size < parent.Size() {
 			return nil, fmt.Errorf("create %s: size %d is smaller than the parent's %d", name, size, parent.Size())
 		}
+		if parent.Format() != o.Format {
+			return nil, fmt.Errorf("create %s: a %s image needs a %s parent, not %s", name, o.Format, o.Format, parent.Format())
+		}
+	}
+	if o.Format == FormatVHDX {
+		return createVHDX(name, size, &o, parent)
 	}
 	if size <= 0 || size > MaxVHDSize {
 		return nil, fmt.Errorf("create %s: %w", name, detail(ErrOutOfRange, "size %d is not between 1 byte and %d bytes (2040 GiB)", size, int64(MaxVHDSize)))

@@ -455,10 +455,13 @@ func (d *Disk) WriteAt(p []byte, off int64) (int, error) {
 		return 0, short
 	}
 	var err error
-	if d.dyn == nil {
-		err = writeFull(d.st, p[:n], off)
-	} else {
+	switch {
+	case d.vhdx != nil:
+		err = d.writeVHDX(p[:n], off)
+	case d.dyn != nil:
 		err = d.writeBlocks(p[:n], off)
+	default:
+		err = writeFull(d.st, p[:n], off)
 	}
 	if err != nil {
 		// Some bytes may have been written; report none as the contract
@@ -478,6 +481,9 @@ func (d *Disk) Sync() error {
 	if !d.writable {
 		return nil
 	}
+	if d.vhdx != nil {
+		return d.flushVHDX()
+	}
 	return d.st.Sync()
 }
 
@@ -491,7 +497,10 @@ func (d *Disk) Close() error {
 	}
 	d.closed = true
 	var errs []error
-	if d.writable {
+	switch {
+	case d.writable && d.vhdx != nil:
+		errs = append(errs, d.closeVHDX())
+	case d.writable:
 		errs = append(errs, d.st.Sync())
 	}
 	if d.parent != nil {

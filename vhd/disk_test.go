@@ -449,7 +449,9 @@ func TestCreateErrors(t *testing.T) {
 		{"too large", "l.vhd", MaxVHDSize + 512, nil, ErrOutOfRange, "2040 GiB"},
 		{"block size not a power of two", "b.vhd", 1 << 20, &CreateOptions{BlockSize: 3000}, nil, "power of two"},
 		{"block size too large", "b2.vhd", 1 << 20, &CreateOptions{BlockSize: 1 << 30}, nil, "power of two"},
-		{"vhdx", "x.vhdx", 1 << 20, nil, ErrUnsupported, "VHDX"},
+		{"vhdx block size below 1 MiB", "x.vhdx", 1 << 20, &CreateOptions{BlockSize: 4096}, nil, "from 1 MiB"},
+		{"vhdx sector size", "s.vhdx", 1 << 20, &CreateOptions{LogicalSectorSize: 1024}, nil, "512 or 4096"},
+		{"vhd 4K sectors", "s.vhd", 1 << 20, &CreateOptions{LogicalSectorSize: 4096}, nil, "512-byte sectors"},
 		{"missing parent", "p.vhd", 0, &CreateOptions{Parent: filepath.Join(dir, "none.vhd")}, fs.ErrNotExist, "open parent"},
 		{"differencing without parent", "d.vhd", 1 << 20, &CreateOptions{Type: Differencing}, nil, "needs CreateOptions.Parent"},
 	}

@@ -2,6 +2,7 @@ package vhd
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -88,7 +89,7 @@ func checkContent(t testing.TB, d *Disk, ref []byte, seed uint64) {
 				n := r.Int64N(int64(len(buf))) + 1
 				got, err := d.ReadAt(buf[:n], off)
 				if want := min(n, d.Size()-off); int64(got) != want || (err != nil && err != io.EOF) {
-					errs[g] = "short read"
+					errs[g] = fmt.Sprintf("ReadAt(%d bytes at %d) = %d, %v", n, off, got, err)
 					return
 				}
 				if !bytes.Equal(buf[:got], ref[off:off+int64(got)]) {

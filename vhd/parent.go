@@ -113,8 +113,10 @@ func (d *Disk) openParent(opts *OpenOptions, seen map[UUID]bool) error {
 	}
 	for _, c := range candidates(d.name, d.info.ParentLocators, d.info.ParentName) {
 		p, err := openParentAt(open, c.Path, opts, seen, d.parentWant)
-		if err == nil && d.dyn != nil {
-			err = checkParent(d.dyn.header, p, opts)
+		if err == nil {
+			if d.dyn != nil { // VHD: the time stamp too
+				err = checkParent(d.dyn.header, p, opts)
+			}
 			if err == nil {
 				d.parent = p
 				return nil

@@ -110,6 +110,9 @@ type vhdxImage struct {
 	chunkRatio    int64
 	hasParent     bool
 	leaveAlloc    bool
+	metaOff       int64
+	metaLen       int64
+	w             *vhdxWriter // nil unless open for writing
 	parentKeys    map[string]string
 }
 
@@ -141,9 +144,6 @@ func parseVHDXHeader(b []byte, off int64) (*vhdxHeaderInfo, error) {
 // openVHDX decodes a VHDX image. It reads; writing VHDX is not implemented
 // yet.
 func (d *Disk) openVHDX(fileSize int64) error {
-	if d.writable {
-		return formatErr(0, "file identifier", detail(ErrUnsupported, "writing VHDX images is not implemented yet; open read-only"))
-	}
 	if fileSize < vhdxRegion2Off+vhdxRegionSize {
 		return formatErr(0, "file identifier", detail(ErrFormat, "VHDX file of %d bytes is too short", fileSize))
 	}
@@ -176,10 +176,16 @@ func (d *Disk) openVHDX(fileSize int64) error {
 	if cur == nil {
 		return firstErr
 	}
-	if !cur.logGUID.IsZero() {
-		return formatErr(cur.off+48, "VHDX header", detail(ErrUnsupported, "the image has a pending log (it was not closed cleanly); replaying it is not implemented yet"))
-	}
 	x := &vhdxImage{header: *cur}
+	if !cur.logGUID.IsZero() {
+		// Not closed cleanly: replay the log, into the file if writable,
+		// else into an overlay that leaves the file as it is.
+		st, size, err := replayLog(d.st, d.writable, fileSize, cur)
+		if err != nil {
+			return err
+		}
+		d.st, fileSize = st, size
+	}
 
 	// Region table: the first copy, or the second if the first is damaged.
 	var regions map[UUID][2]int64
@@ -197,6 +203,7 @@ func (d *Disk) openVHDX(fileSize int64) error {
 	if !okB || !okM {
 		return formatErr(vhdxRegion1Off, "region table", detail(ErrFormat, "no BAT or metadata region"))
 	}
+	x.metaOff, x.metaLen = meta[0], meta[1]
 	if err := x.readMetadata(d, meta[0], meta[1]); err != nil {
 		return err
 	}
@@ -249,6 +256,21 @@ func (d *Disk) openVHDX(fileSize int64) error {
 	}
 	d.vhdx = x
 	d.linkID = cur.dataWriteGUID
+	if d.writable {
+		if !cur.logGUID.IsZero() {
+			// The log is replayed: say so in the headers.
+			x.w = &vhdxWriter{file: d.st}
+			h := x.header
+			h.seq++
+			h.logGUID = UUID{}
+			if err := d.writeHeader(&h); err != nil {
+				return err
+			}
+		}
+		if err := d.prepareVHDXWrite(fileSize); err != nil {
+			return err
+		}
+	}
 	d.info.BlockSize = x.blockSize
 	d.info.MaxTableEntries = len(x.bat)
 	d.info.LogicalSectorSize = x.logicalSector

@@ -103,9 +103,9 @@ func parseLogEntry(log []byte, pos int64, guid UUID) *logEntry {
 				return nil
 			}
 			sector := make([]byte, logSector)
-			copy(sector[0:8], d[8:16])                // leading bytes
+			copy(sector[0:8], d[8:16])                  // leading bytes
 			copy(sector[8:8+logDataPayload], s[8:4092]) // data
-			copy(sector[4092:], d[4:8])               // trailing bytes
+			copy(sector[4092:], d[4:8])                 // trailing bytes
 			e.writes = append(e.writes, logWrite{off: off, data: sector})
 		default:
 			return nil

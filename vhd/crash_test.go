@@ -359,6 +359,8 @@ func TestSIGKILL(t *testing.T) {
 // last Sync may reach the disk in any order, each whole, torn at a sector
 // boundary, or not at all, and a file-size change may be lost with them.
 type powerStorage struct {
+	ops     int          // operations so far
+	failAt  int          // the power fails before operation failAt+1; -1: never
 	durable []byte       // what the disk holds for certain
 	visible []byte       // what the process sees
 	pending []crashWrite // writes since the last Sync, in order
@@ -383,7 +385,16 @@ func apply(b []byte, w crashWrite) []byte {
 	return b
 }
 
+// cut counts an operation and reports whether the power is off.
+func (m *powerStorage) cut() bool {
+	m.ops++
+	return m.failAt >= 0 && m.ops > m.failAt
+}
+
 func (m *powerStorage) WriteAt(p []byte, off int64) (int, error) {
+	if m.cut() {
+		return 0, errCrash
+	}
 	w := crashWrite{off, bytes.Clone(p)}
 	m.visible = apply(m.visible, w)
 	m.pending = append(m.pending, w)
@@ -391,17 +402,22 @@ func (m *powerStorage) WriteAt(p []byte, off int64) (int, error) {
 }
 
 func (m *powerStorage) Truncate(n int64) error {
-	// Tests here call Truncate only inside a repair that syncs at once.
-	m.visible = apply(m.visible, crashWrite{int64(len(m.visible)), nil})
+	if m.cut() {
+		return errCrash
+	}
 	if n <= int64(len(m.visible)) {
 		m.visible = m.visible[:n]
 	} else {
 		m.visible = append(m.visible, make([]byte, n-int64(len(m.visible)))...)
 	}
-	return m.Sync()
+	m.pending = append(m.pending, crashWrite{off: n, data: nil}) // a size change
+	return nil
 }
 
 func (m *powerStorage) Sync() error {
+	if m.cut() {
+		return errCrash
+	}
 	m.durable = bytes.Clone(m.visible)
 	m.pending = nil
 	return nil
@@ -411,6 +427,16 @@ func (m *powerStorage) Sync() error {
 func (m *powerStorage) powerLoss(r *rand.Rand) []byte {
 	b := bytes.Clone(m.durable)
 	for _, w := range m.pending {
+		if w.data == nil { // a size change, made or lost
+			if r.IntN(2) == 0 {
+				if w.off <= int64(len(b)) {
+					b = b[:w.off]
+				} else {
+					b = append(b, make([]byte, w.off-int64(len(b)))...)
+				}
+			}
+			continue
+		}
 		switch r.IntN(3) {
 		case 0: // lost
 		case 1:
@@ -432,48 +458,96 @@ func (m *powerStorage) powerLoss(r *rand.Rand) []byte {
 // the writer syncs now and then. Writes since the last sync reach the disk
 // in any order or not at all. The image must open, read-only and writable,
 // and every sector that no unsynced write touched must read as synced.
+// crashKinds are the images the crash tests write to.
+var crashKinds = []struct {
+	name      string
+	ext       string
+	diff      bool
+	size      int64
+	blockSize int64
+}{
+	{"vhd dynamic", ".vhd", false, 256 << 10, 8192},
+	{"vhd differencing", ".vhd", true, 256 << 10, 8192},
+	{"vhdx dynamic", ".vhdx", false, 6 << 20, 1 << 20},
+	{"vhdx differencing", ".vhdx", true, 6 << 20, 1 << 20},
+}
+
+// crashImage makes an empty image of a crash kind in dir (over a parent
+// with random content for a differencing kind) and returns its name and
+// initial content.
+func crashImage(t *testing.T, dir string, ext string, diff bool, size, blockSize int64) (string, []byte) {
+	t.Helper()
+	name := filepath.Join(dir, "img"+ext)
+	base := make([]byte, size)
+	if diff {
+		p := filepath.Join(dir, "parent"+ext)
+		pd := mustCreate(t, p, size, &CreateOptions{BlockSize: blockSize})
+		pm := newModel(t, pd, nil, 5)
+		pm.randomWrites(20, size/8)
+		copy(base, pm.ref)
+		require.NoError(t, pd.Close())
+		require.NoError(t, mustCreate(t, name, 0, &CreateOptions{Parent: p, BlockSize: blockSize}).Close())
+	} else {
+		require.NoError(t, mustCreate(t, name, size, &CreateOptions{BlockSize: blockSize}).Close())
+	}
+	return name, base
+}
+
 func TestPowerLoss(t *testing.T) {
-	for _, diff := range []bool{false, true} {
-		t.Run(map[bool]string{false: "dynamic", true: "differencing"}[diff], func(t *testing.T) {
-			dir := t.TempDir()
-			const size = 256 << 10
-			name := filepath.Join(dir, "img.vhd")
-			base := make([]byte, size)
-			if diff {
-				p := filepath.Join(dir, "parent.vhd")
-				pd := mustCreate(t, p, size, &CreateOptions{BlockSize: 8192})
-				pm := newModel(t, pd, nil, 5)
-				pm.randomWrites(20, 30000)
-				copy(base, pm.ref)
-				require.NoError(t, pd.Close())
-				mustCreate(t, name, 0, &CreateOptions{Parent: p, BlockSize: 8192}).Close()
-			} else {
-				mustCreate(t, name, size, &CreateOptions{BlockSize: 8192}).Close()
-			}
+	for _, k := range crashKinds {
+		t.Run(k.name, func(t *testing.T) {
+			size := k.size
+			name, base := crashImage(t, t.TempDir(), k.ext, k.diff, k.size, k.blockSize)
 			initial, err := os.ReadFile(name)
 			require.NoError(t, err)
 			script := crashScript(size)
 			r := rand.New(rand.NewPCG(21, 22))
-			for trial := range 250 {
-				st := &powerStorage{durable: bytes.Clone(initial), visible: bytes.Clone(initial)}
+			// Count the storage operations of a full run, then cut the
+			// power before a random one of them in each trial, inside a
+			// Sync as often as between writes.
+			full := &powerStorage{durable: bytes.Clone(initial), visible: bytes.Clone(initial), failAt: -1}
+			fd, err := newDisk(full, int64(len(initial)), name, true, nil, nil, nil)
+			require.NoError(t, err)
+			for i, w := range script {
+				_, err := fd.WriteAt(w.data, w.off)
+				require.NoError(t, err)
+				if i%4 == 3 {
+					require.NoError(t, fd.Sync())
+				}
+			}
+			trials := 250
+			if k.ext == ".vhdx" {
+				trials = 80
+			}
+			for trial := range trials {
+				st := &powerStorage{durable: bytes.Clone(initial), visible: bytes.Clone(initial), failAt: r.IntN(full.ops + 1)}
 				d, err := newDisk(st, int64(len(initial)), name, true, nil, nil, nil)
 				require.NoError(t, err)
 				synced := bytes.Clone(base)
 				ref := bytes.Clone(base)
-				stop := r.IntN(len(script) + 1)
-				for i, w := range script[:stop] {
-					_, err := d.WriteAt(w.data, w.off)
-					require.NoError(t, err)
+				lastSync := 0 // index of the first write since the last good Sync
+				stop := len(script)
+				for i, w := range script {
+					if _, err := d.WriteAt(w.data, w.off); err != nil {
+						require.ErrorIs(t, err, errCrash)
+						stop = i + 1
+						break
+					}
 					copy(ref[w.off:], w.data)
 					if i%4 == 3 {
-						require.NoError(t, d.Sync())
+						if err := d.Sync(); err != nil {
+							require.ErrorIs(t, err, errCrash)
+							stop = i + 1
+							break
+						}
 						copy(synced, ref)
+						lastSync = i + 1
 					}
 				}
 				// Sectors that the writes since the last sync touched may
 				// hold anything: the disk promises no more for unsynced data.
 				touched := make([]bool, size)
-				for i := stop - stop%4; i < stop; i++ {
+				for i := lastSync; i < stop; i++ {
 					w := script[i]
 					s0 := w.off &^ (SectorSize - 1)
 					s1 := alignUp(w.off+int64(len(w.data)), SectorSize)

@@ -314,17 +314,19 @@ func readFooter(st storage, fileSize int64) (f *footer, tailOK bool, err error) 
 		return nil, false, err
 	}
 	tf, terr := parseFooter(tail[:], tailOff)
-	if terr == nil && tf.DiskType == diskTypeFixed && int64(tf.CurrentSize) <= tailOff {
-		// A fixed image's only footer. (Its first sector is disk data,
-		// which may look like anything.)
-		return tf, true, nil
-	}
 	if err := readFull(st, head[:], 0); err != nil {
 		return nil, false, err
 	}
 	hf, herr := parseFooter(head[:], 0)
 	if herr == nil && hf.DiskType == diskTypeFixed {
 		herr = formatErr(0, "footer copy", detail(ErrFormat, "fixed disk type in the copy at offset 0"))
+	}
+	if terr == nil && tf.DiskType == diskTypeFixed && (int64(tf.CurrentSize) == tailOff || herr != nil && int64(tf.CurrentSize) < tailOff) {
+		// A fixed image's only footer. Its first sector is disk data, which
+		// may look like anything; and a dynamic image cut short by a crash
+		// may end in guest data that looks like a fixed footer, so with a
+		// valid dynamic copy at offset 0 only an exact fit counts.
+		return tf, true, nil
 	}
 	switch {
 	case herr == nil:
@@ -454,19 +456,21 @@ func (d *Disk) WriteAt(p []byte, off int64) (int, error) {
 	if n == 0 {
 		return 0, short
 	}
+	var done int
 	var err error
 	switch {
 	case d.vhdx != nil:
-		err = d.writeVHDX(p[:n], off)
+		done, err = d.writeVHDX(p[:n], off)
 	case d.dyn != nil:
-		err = d.writeBlocks(p[:n], off)
+		done, err = d.writeBlocks(p[:n], off)
 	default:
-		err = writeFull(d.st, p[:n], off)
+		done, err = d.st.WriteAt(p[:n], off)
+		if err != nil {
+			err = fmt.Errorf("vhd: write %d bytes at %#x: %w", n, off, err)
+		}
 	}
 	if err != nil {
-		// Some bytes may have been written; report none as the contract
-		// allows, since we cannot tell which.
-		return 0, err
+		return done, err
 	}
 	return n, short
 }

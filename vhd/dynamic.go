@@ -64,6 +64,9 @@ func (d *Disk) openDynamic(foot *footer, fileSize int64, tailOK bool) error {
 	if h.TableOffset > uint64(fileSize) || batOff%SectorSize != 0 || batOff < footerSize || batOff+need*4 > fileSize {
 		return formatErr(hOff+16, "dynamic header", detail(ErrFormat, "BAT of %d entries at %#x outside a %d-byte file", need, h.TableOffset, fileSize))
 	}
+	if batOff < hOff+dynHeaderSize && batOff+need*4 > hOff {
+		return formatErr(hOff+16, "dynamic header", detail(ErrFormat, "BAT at %#x overlaps the dynamic header at %#x", batOff, hOff))
+	}
 	dy := &dynamic{header: h, batOff: batOff, blockSize: bs, bmSize: bitmapBytes(bs)}
 	if err := dy.readBAT(d.st, need); err != nil {
 		return err
@@ -76,7 +79,7 @@ func (d *Disk) openDynamic(foot *footer, fileSize int64, tailOK bool) error {
 	var pastEOF []int64 // starts of blocks that reach past the end of the file
 	if d.info.Type == Differencing {
 		for _, l := range h.Locators {
-			if l.Code != platNone && l.DataLength > 0 && l.DataOffset < uint64(fileSize) {
+			if l.Code != platNone && l.DataLength > 0 && l.DataLength <= maxLocatorBytes && l.DataOffset < uint64(fileSize) {
 				end = max(end, alignUp(int64(l.DataOffset)+int64(l.DataLength), SectorSize))
 			}
 		}
@@ -116,7 +119,7 @@ func (d *Disk) openDynamic(foot *footer, fileSize int64, tailOK bool) error {
 	}
 	dy.next = end
 	if tailOK {
-		dy.next = max(end, fileSize-footerSize)
+		dy.next = max(end, alignUp(fileSize-footerSize, SectorSize))
 	} else if d.writable {
 		// A crash while a block was being added left no footer at the end:
 		// put it back after the last block the BAT references.
@@ -308,17 +311,19 @@ func allZero(p []byte) bool {
 
 // writeBlocks writes p at off into a dynamic or differencing image,
 // allocating blocks as needed. The caller holds d.mu exclusively.
-func (d *Disk) writeBlocks(p []byte, off int64) error {
+// It returns the number of bytes written before any error.
+func (d *Disk) writeBlocks(p []byte, off int64) (int, error) {
 	dy := d.dyn
+	done := 0
 	for len(p) > 0 {
 		blk, in := off/dy.blockSize, off%dy.blockSize
 		n := min(int64(len(p)), dy.blockSize-in)
 		if err := d.writeBlock(blk, in, p[:n]); err != nil {
-			return err
+			return done, err
 		}
-		p, off = p[n:], off+n
+		p, off, done = p[n:], off+n, done+int(n)
 	}
-	return nil
+	return done, nil
 }
 
 func (d *Disk) writeBlock(blk, in int64, data []byte) error {
@@ -373,11 +378,11 @@ func (d *Disk) writeBlock(blk, in int64, data []byte) error {
 }
 
 // allocate adds block blk holding data at byte in. The order of the writes
-// keeps the image valid at every step of a crash: the data and the bitmap go
-// to the new block (which overwrites the trailing footer; the copy at offset
-// 0 then stands in), the footer goes after the block, and only then does the
-// BAT entry point at it. A crash before the last step leaves an unreferenced
-// block, which the next writer reuses.
+// keeps the image valid at every step of a crash: the footer goes after the
+// new block, the data and the bitmap into it (the bitmap over the old
+// footer, for a dynamic image), and only then does the BAT entry point at
+// it. A crash before the last step leaves an unreferenced block: space that
+// is lost until the image is compacted, never data.
 func (d *Disk) allocate(blk, in int64, data []byte) error {
 	dy := d.dyn
 	pos := dy.next
@@ -387,6 +392,9 @@ func (d *Disk) allocate(blk, in int64, data []byte) error {
 		// bitmap, the bitmap then reads as zeros (the parent shows through)
 		// rather than as footer bytes that would hide the parent.
 		pos += footerSize
+	}
+	if pos%SectorSize != 0 {
+		return fmt.Errorf("vhd: internal error: block position %#x is not sector-aligned", pos)
 	}
 	if pos/SectorSize >= unusedEntry {
 		return detail(ErrOutOfRange, "image file reached the VHD limit of 2 TiB")
@@ -400,13 +408,15 @@ func (d *Disk) allocate(blk, in int64, data []byte) error {
 		}
 	}
 	end := pos + dy.bmSize + dy.blockSize
+	// The footer goes first, so that the last sector of the file is never
+	// guest data (which could look like a footer) at any point of a crash.
+	if err := writeFull(d.st, d.footer, end); err != nil {
+		return err
+	}
 	if err := writeFull(d.st, data, pos+dy.bmSize+in); err != nil {
 		return err
 	}
 	if err := writeFull(d.st, bm, pos); err != nil {
-		return err
-	}
-	if err := writeFull(d.st, d.footer, end); err != nil {
 		return err
 	}
 	var entry [4]byte

@@ -308,3 +308,49 @@ func TestQemuVHDXReadIdentical(t *testing.T) {
 		})
 	}
 }
+
+// TestOurVHDXReadByTools writes VHDX images and checks them with qemu-img
+// check, qemu-img convert, qemu-img info and libvhdi.
+func TestOurVHDXReadByTools(t *testing.T) {
+	qi := qemuImg(t)
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		size int64
+		opts *CreateOptions
+	}{
+		{"dynamic 32M blocks", 80<<20 + 4096, nil},
+		{"dynamic 1M blocks", 20 << 20, &CreateOptions{BlockSize: 1 << 20}},
+		{"fixed", 12 << 20, &CreateOptions{Type: Fixed, BlockSize: 4 << 20}},
+		{"4Kn", 16 << 20, &CreateOptions{LogicalSectorSize: 4096, BlockSize: 2 << 20}},
+		{"odd size", 5<<20 + 512, &CreateOptions{BlockSize: 1 << 20}},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			img := filepath.Join(dir, fmt.Sprintf("ours%d.vhdx", i))
+			d := mustCreate(t, img, tc.size, tc.opts)
+			m := newModel(t, d, nil, uint64(i))
+			copy(m.ref, randomRaw(t, d.Size(), uint64(i)))
+			m.write(m.ref, 0)
+			m.randomWrites(30, 1<<20)
+			require.NoError(t, d.Close())
+
+			if d.Info().LogicalSectorSize == 512 { // qemu opens only 512-byte-sector VHDX
+				out := run(t, qi, "check", "-f", "vhdx", img)
+				assert.Contains(t, out, "No errors were found", out)
+				assert.Equal(t, d.Size(), qemuVirtualSize(t, img, "vhdx"), "qemu-img virtual size")
+				raw := filepath.Join(t.TempDir(), "out.raw")
+				run(t, qi, "convert", "-f", "vhdx", "-O", "raw", img, raw)
+				got, err := os.ReadFile(raw)
+				require.NoError(t, err)
+				assert.True(t, bytes.Equal(m.ref, got), "qemu-img convert -f vhdx -O raw differs")
+			}
+
+			vsize, _ := vhdiinfo(t, img)
+			assert.Equal(t, d.Size(), vsize, "vhdiinfo media size")
+			psize, sums := pyvhdi(t, img)
+			assert.Equal(t, d.Size(), psize, "libvhdi media size")
+			assert.Equal(t, sha(m.ref), sums[0], "libvhdi content differs")
+		})
+	}
+}

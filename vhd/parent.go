@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -109,10 +110,12 @@ func (d *Disk) openParent(opts *OpenOptions, seen map[UUID]bool) error {
 	}
 	open := opts.OpenParent
 	if open == nil {
-		open = func(name string) (File, error) { return os.Open(name) }
+		open = openRegular
 	}
 	for _, c := range candidates(d.name, d.info.ParentLocators, d.info.ParentName) {
-		p, err := openParentAt(open, c.Path, opts, seen, d.parentWant)
+		// Each candidate opens its chain with its own record of the disks
+		// seen, so that a rejected one leaves nothing behind.
+		p, err := openParentAt(open, c.Path, opts, maps.Clone(seen), d.parentWant)
 		if err == nil {
 			if d.dyn != nil { // VHD: the time stamp too
 				err = checkParent(d.dyn.header, p, opts)
@@ -134,6 +137,19 @@ func (d *Disk) openParent(opts *OpenOptions, seen map[UUID]bool) error {
 		}
 	}
 	return perr
+}
+
+// openRegular opens name read-only if it is a regular file. Checking first
+// keeps a FIFO from blocking the open.
+func openRegular(name string) (File, error) {
+	fi, err := os.Stat(name)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", name)
+	}
+	return os.Open(name)
 }
 
 func openParentAt(open func(string) (File, error), name string, opts *OpenOptions, seen map[UUID]bool, want UUID) (*Disk, error) {

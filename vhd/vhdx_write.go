@@ -299,23 +299,25 @@ func (x *vhdxImage) setBAT(i int64, v uint64) {
 }
 
 // writeVHDX writes p at off into a VHDX image.
-func (d *Disk) writeVHDX(p []byte, off int64) error {
+// It returns the number of bytes written before any error.
+func (d *Disk) writeVHDX(p []byte, off int64) (int, error) {
 	if err := d.beginSession(); err != nil {
-		return err
+		return 0, err
 	}
 	x := d.vhdx
+	done := 0
 	for len(p) > 0 {
 		blk, in := off/x.blockSize, off%x.blockSize
 		n := min(int64(len(p)), x.blockSize-in)
 		if err := d.writeVHDXBlock(blk, in, p[:n]); err != nil {
-			return err
+			return done, err
 		}
-		p, off = p[n:], off+n
+		p, off, done = p[n:], off+n, done+int(n)
 	}
 	if len(x.w.ov.pages) > maxDirtyPages {
-		return d.flushVHDX()
+		return done, d.flushVHDX()
 	}
-	return nil
+	return done, nil
 }
 
 func (d *Disk) writeVHDXBlock(blk, in int64, data []byte) error {

@@ -238,23 +238,20 @@ func TestSIGKILL(t *testing.T) {
 	}
 	exe, err := os.Executable()
 	require.NoError(t, err)
-	for _, diff := range []bool{false, true} {
-		t.Run(map[bool]string{false: "dynamic", true: "differencing"}[diff], func(t *testing.T) {
-			dir := t.TempDir()
+	for _, k := range []struct {
+		name      string
+		ext       string
+		diff      bool
+		blockSize int64
+	}{
+		{"vhd dynamic", ".vhd", false, 64 << 10},
+		{"vhd differencing", ".vhd", true, 64 << 10},
+		{"vhdx dynamic", ".vhdx", false, 1 << 20},
+		{"vhdx differencing", ".vhdx", true, 1 << 20},
+	} {
+		t.Run(k.name, func(t *testing.T) {
 			const size = 16 << 20
-			name := filepath.Join(dir, "img.vhd")
-			ref := make([]byte, size)
-			if diff {
-				p := filepath.Join(dir, "parent.vhd")
-				pd := mustCreate(t, p, size, &CreateOptions{BlockSize: 1 << 20})
-				pm := newModel(t, pd, nil, 9)
-				pm.randomWrites(40, 1<<20)
-				copy(ref, pm.ref)
-				require.NoError(t, pd.Close())
-				mustCreate(t, name, 0, &CreateOptions{Parent: p, BlockSize: 64 << 10}).Close()
-			} else {
-				mustCreate(t, name, size, &CreateOptions{BlockSize: 64 << 10}).Close()
-			}
+			name, ref := crashImage(t, t.TempDir(), k.ext, k.diff, size, k.blockSize)
 			r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 			const count = 3000
 			killed := 0

@@ -85,3 +85,80 @@ func TestVHDXDifferencingChain(t *testing.T) {
 	require.ErrorIs(t, err, ErrParent)
 	assert.Contains(t, err.Error(), "data write GUID")
 }
+
+// TestVHDXPendingLog leaves an image whose metadata changes are in the log
+// but not in place, as a crash between the two would, and checks that
+// vmmkit replays it in memory for a read-only open (leaving the file as it
+// is), into the file for a writable open, and that qemu-img replays our log
+// the same way.
+func TestVHDXPendingLog(t *testing.T) {
+	for _, diff := range []bool{false, true} {
+		t.Run(map[bool]string{false: "dynamic", true: "differencing"}[diff], func(t *testing.T) {
+			dir := t.TempDir()
+			const size = 12 << 20
+			name, base := crashImage(t, dir, ".vhdx", diff, size, 1<<20)
+			d := mustOpen(t, name, os.O_RDWR)
+			m := newModel(t, d, base, 77)
+			m.randomWrites(30, 1<<20)
+			testHookAfterLog = func() error { return errCrash }
+			defer func() { testHookAfterLog = nil }()
+			require.ErrorIs(t, d.Sync(), errCrash)
+			require.ErrorIs(t, d.Close(), errCrash)
+			testHookAfterLog = nil
+
+			pending, err := os.ReadFile(name)
+			require.NoError(t, err)
+			// Without the log, the image reads as before the writes.
+			b := bytes.Clone(pending)
+			h := patchLogGUID(t, b)
+			nolog, err := newDisk(readOnly{bytes.NewReader(b)}, int64(len(b)), name, false, nil, nil, nil)
+			require.NoError(t, err, "header %+v", h)
+			assert.False(t, bytes.Equal(m.ref, readAll(t, nolog)), "the writes reached their places: no pending log to test")
+
+			r := mustOpen(t, name, os.O_RDONLY)
+			checkContent(t, r, m.ref, 1)
+			require.NoError(t, r.Close())
+			after, err := os.ReadFile(name)
+			require.NoError(t, err)
+			assert.True(t, bytes.Equal(pending, after), "a read-only open changed the file")
+
+			if !diff {
+				// qemu-img replays the log when it opens the image for
+				// writing; then it reads what we wrote.
+				qi := qemuImg(t)
+				cp := filepath.Join(dir, "qemu-replay.vhdx")
+				require.NoError(t, os.WriteFile(cp, pending, 0o644))
+				run(t, qi, "check", "-r", "all", "-f", "vhdx", cp)
+				raw := filepath.Join(dir, "q.raw")
+				run(t, qi, "convert", "-f", "vhdx", "-O", "raw", cp, raw)
+				got, err := os.ReadFile(raw)
+				require.NoError(t, err)
+				assert.True(t, bytes.Equal(m.ref, got), "qemu-img's replay of our log differs")
+			}
+
+			w := mustOpen(t, name, os.O_RDWR)
+			checkContent(t, w, m.ref, 2)
+			require.NoError(t, w.Close())
+			r = mustOpen(t, name, os.O_RDONLY)
+			assert.True(t, r.vhdx.header.logGUID.IsZero(), "log still pending after a writable open")
+			checkContent(t, r, m.ref, 3)
+		})
+	}
+}
+
+// patchLogGUID clears the log GUID of the current header in an image's
+// bytes, so that its log is ignored, and returns the header.
+func patchLogGUID(t *testing.T, b []byte) *vhdxHeaderInfo {
+	t.Helper()
+	var cur *vhdxHeaderInfo
+	for _, off := range []int64{vhdxHeader1Off, vhdxHeader2Off} {
+		h, err := parseVHDXHeader(b[off:off+vhdxHeaderSize], off)
+		if err == nil && (cur == nil || h.seq > cur.seq) {
+			cur = h
+		}
+	}
+	require.NotNil(t, cur)
+	cur.logGUID = UUID{}
+	copy(b[cur.off:], putHeader(cur))
+	return cur
+}

@@ -199,6 +199,11 @@ func vhdxParentLocator(child, parentPath string, link UUID) ([]byte, error) {
 	return b, nil
 }
 
+// testHookAfterLog, when set by a test, runs after a log entry is durable
+// and before its pages are written in place; an error stops the flush there,
+// leaving a pending log as a crash would.
+var testHookAfterLog func() error
+
 // vhdxWriter is the state of a VHDX image open for writing.
 type vhdxWriter struct {
 	file    storage  // the image file itself
@@ -454,6 +459,11 @@ func (d *Disk) flushVHDX() error {
 		}
 		if err := w.file.Sync(); err != nil {
 			return err
+		}
+		if testHookAfterLog != nil {
+			if err := testHookAfterLog(); err != nil {
+				return err
+			}
 		}
 		for _, off := range round {
 			if err := writeFull(w.file, w.ov.pages[off], off); err != nil {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 )
 
@@ -28,12 +30,14 @@ const (
 	zeroPage     = 4096
 )
 
-// Convert copies the disk in the file src into a new image dst, reading
-// only the source's extents and writing no all-zero chunks. The source is a
-// VHD image (of any type; a differencing chain is flattened) or, when it is
-// not one, a raw disk image. The target is made by Create with
-// opts.Create. Convert checks ctx between chunks; on any error, dst is
-// removed. The new image is synced before Convert returns.
+// Convert copies the disk in the file src into a new file dst, reading
+// only the source's extents and never writing zeros. The source is a VHD or
+// VHDX image (of any type; a differencing chain is flattened) or, when it is
+// neither, a raw disk image. The target's format is opts.Create.Format, or
+// else the one dst's extension names: VHDX for ".vhdx", VHD for ".vhd", and
+// raw (a sparse file) for anything else. VHD and VHDX targets are made by
+// Create with opts.Create. Convert checks ctx between chunks; on any error,
+// dst is removed. The new file is synced before Convert returns.
 func Convert(ctx context.Context, dst, src string, opts *ConvertOptions) (err error) {
 	var o ConvertOptions
 	if opts != nil {
@@ -42,14 +46,43 @@ func Convert(ctx context.Context, dst, src string, opts *ConvertOptions) (err er
 	if o.Create.Parent != "" {
 		return errors.New("vhd: Convert makes no differencing images; leave ConvertOptions.Create.Parent empty")
 	}
+	if o.Create.Format == 0 {
+		switch strings.ToLower(filepath.Ext(dst)) {
+		case ".vhdx":
+			o.Create.Format = FormatVHDX
+		case ".vhd":
+			o.Create.Format = FormatVHD
+		default:
+			o.Create.Format = FormatRaw
+		}
+	}
 	in, size, extents, closeIn, err := openSource(src)
 	if err != nil {
 		return err
 	}
 	defer closeIn()
-	out, err := Create(dst, size, &o.Create)
-	if err != nil {
-		return err
+	var out interface {
+		io.WriterAt
+		Sync() error
+		Close() error
+	}
+	if o.Create.Format == FormatRaw {
+		f, err := os.OpenFile(dst, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return err
+		}
+		if err := f.Truncate(size); err != nil {
+			f.Close()
+			os.Remove(dst)
+			return err
+		}
+		out = osFile{f}
+	} else {
+		d, err := Create(dst, size, &o.Create)
+		if err != nil {
+			return err
+		}
+		out = d
 	}
 	defer func() {
 		if cerr := out.Close(); err == nil {

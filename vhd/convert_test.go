@@ -37,20 +37,39 @@ func TestConvert(t *testing.T) {
 	cm.randomWrites(30, 100<<10)
 	require.NoError(t, cd.Close())
 
+	// And a VHDX chain.
+	xbase := filepath.Join(dir, "base.vhdx")
+	xd := mustCreate(t, xbase, 6<<20, &CreateOptions{BlockSize: 1 << 20})
+	xm := newModel(t, xd, nil, 4)
+	xm.randomWrites(30, 300<<10)
+	require.NoError(t, xd.Close())
+	xchild := filepath.Join(dir, "child.vhdx")
+	xc := mustCreate(t, xchild, 0, &CreateOptions{Parent: xbase})
+	xcm := newModel(t, xc, xm.ref, 5)
+	xcm.randomWrites(30, 100<<10)
+	require.NoError(t, xc.Close())
+
 	tests := []struct {
 		name string
 		src  string
+		ext  string
 		want []byte
 		opts *ConvertOptions
 	}{
-		{"raw to dynamic", raw, content, nil},
-		{"raw to fixed", raw, content, &ConvertOptions{Create: CreateOptions{Type: Fixed}}},
-		{"raw to dynamic 512K blocks", raw, content, &ConvertOptions{Create: CreateOptions{BlockSize: 512 << 10}}},
-		{"chain to dynamic", child, cm.ref, nil},
+		{"raw to dynamic", raw, ".vhd", content, nil},
+		{"raw to fixed", raw, ".vhd", content, &ConvertOptions{Create: CreateOptions{Type: Fixed}}},
+		{"raw to dynamic 512K blocks", raw, ".vhd", content, &ConvertOptions{Create: CreateOptions{BlockSize: 512 << 10}}},
+		{"chain to dynamic", child, ".vhd", cm.ref, nil},
+		{"raw to VHDX", raw, ".vhdx", content, nil},
+		{"raw to fixed VHDX", raw, ".vhdx", content, &ConvertOptions{Create: CreateOptions{Type: Fixed, BlockSize: 1 << 20}}},
+		{"VHD chain to VHDX", child, ".vhdx", cm.ref, nil},
+		{"VHDX chain to VHD", xchild, ".vhd", xcm.ref, nil},
+		{"VHDX chain to raw", xchild, ".raw", xcm.ref, nil},
+		{"VHD chain to raw", child, ".img", cm.ref, nil},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			dst := filepath.Join(dir, "out"+itoa64(int64(i))+".vhd")
+			dst := filepath.Join(dir, "out"+itoa64(int64(i))+tc.ext)
 			var calls int
 			var last, total int64
 			o := &ConvertOptions{}
@@ -59,6 +78,13 @@ func TestConvert(t *testing.T) {
 			}
 			o.Progress = func(done, all int64) { calls++; last, total = done, all }
 			require.NoError(t, Convert(t.Context(), dst, tc.src, o))
+			if tc.ext != ".vhd" && tc.ext != ".vhdx" {
+				got, err := os.ReadFile(dst)
+				require.NoError(t, err)
+				assert.True(t, bytes.Equal(tc.want, got), "raw content differs")
+				assert.Equal(t, total, last, "progress ends at the total")
+				return
+			}
 			d := mustOpen(t, dst, os.O_RDONLY)
 			assert.Nil(t, d.Parent(), "a converted chain stands alone")
 			assert.True(t, bytes.Equal(tc.want, readAll(t, d)), "content differs")

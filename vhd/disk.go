@@ -19,7 +19,10 @@ type Format int
 
 const (
 	FormatVHD  Format = iota + 1 // Virtual Hard Disk, version 1.0
-	FormatVHDX                   // Virtual Hard Disk v2 (not yet supported)
+	FormatVHDX                   // Virtual Hard Disk v2
+	// FormatRaw is a plain disk image: byte for byte the disk. Only
+	// Convert reads and writes it; Open never returns it.
+	FormatRaw
 )
 
 func (f Format) String() string {
@@ -28,6 +31,8 @@ func (f Format) String() string {
 		return "VHD"
 	case FormatVHDX:
 		return "VHDX"
+	case FormatRaw:
+		return "raw"
 	}
 	return fmt.Sprintf("Format(%d)", int(f))
 }

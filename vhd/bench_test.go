@@ -125,6 +125,95 @@ func command(name string, args ...string) func() error {
 	}
 }
 
+// harness runs commands several times each and compares their timings.
+type harness struct {
+	b    *testing.B
+	reps int
+	size int64 // bytes of source, for throughput
+	rows []row
+}
+
+type row struct {
+	name        string
+	min, median time.Duration
+}
+
+// run times f (after prepare, untimed) and returns the row's index.
+func (h *harness) run(name string, prepare func(), f func() error) int {
+	mn, md := timing(h.b, h.reps, prepare, f)
+	h.rows = append(h.rows, row{name, mn, md})
+	return len(h.rows) - 1
+}
+
+func (h *harness) table(title string) {
+	mbs := func(d time.Duration) float64 { return float64(h.size) / d.Seconds() / 1e6 }
+	fmt.Printf("%s; %d runs each\n", title, h.reps)
+	fmt.Printf("%-40s %10s %10s %12s %12s\n", "command", "min", "median", "MB/s (best)", "MB/s (med)")
+	for _, r := range h.rows {
+		fmt.Printf("%-40s %10v %10v %12.0f %12.0f\n", r.name, r.min.Round(time.Millisecond), r.median.Round(time.Millisecond), mbs(r.min), mbs(r.median))
+	}
+}
+
+// ratio prints and returns how many times faster row x is than the anchor.
+func (h *harness) ratio(label string, anchor, x int, target string) float64 {
+	a, r := h.rows[anchor], h.rows[x]
+	best := a.min.Seconds() / r.min.Seconds()
+	fmt.Printf("ratio %-48s best %.2f  median %.2f  (target %s)\n", label, best, a.median.Seconds()/r.median.Seconds(), target)
+	return best
+}
+
+// benchFiles makes the source of size bytes (by gen) warm in page cache, on
+// the file system of the temporary directory unless VMM_BENCH_SRC_DIR says
+// otherwise, and an output directory on tmpfs (/dev/shm) when there is one.
+func benchFiles(b *testing.B, size int64, gen func(testing.TB, string, int64)) (src, outDir string) {
+	out := "/dev/shm"
+	if _, err := os.Stat(out); err != nil {
+		out = b.TempDir()
+	}
+	outDir, err := os.MkdirTemp(out, "vmmkit-bench-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(outDir) })
+	srcDir := b.TempDir()
+	if d := os.Getenv("VMM_BENCH_SRC_DIR"); d != "" {
+		srcDir = d
+	}
+	src = filepath.Join(srcDir, fmt.Sprintf("vmmkit-bench-source-%d.raw", os.Getpid()))
+	b.Cleanup(func() { os.Remove(src) })
+	gen(b, src, size)
+	warm(b, src)
+	return src, outDir
+}
+
+// catTo runs cat of name into /dev/null.
+func catTo(name string) func() error {
+	return func() error {
+		cmd := exec.Command("cat", name)
+		devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		defer devnull.Close()
+		cmd.Stdout = devnull
+		return cmd.Run()
+	}
+}
+
+// cpSparse runs cp --sparse=always and flushes the copy.
+func cpSparse(src, dst string) func() error {
+	return func() error {
+		if err := command("cp", "--sparse=always", src, dst)(); err != nil {
+			return err
+		}
+		return command("sync", "--data", dst)()
+	}
+}
+
+func convertTo(dst, src string) func() error {
+	return func() error { return Convert(context.Background(), dst, src, nil) }
+}
+
 // BenchmarkConvertVsTools measures, in one run on the same source warm in
 // page cache, the throughput of reading the source (cat), qemu-img convert
 // -O vpc, vmmkit's Convert to a dynamic VHD, cp --sparse=always, and
@@ -135,103 +224,118 @@ func command(name string, args ...string) func() error {
 func BenchmarkConvertVsTools(b *testing.B) {
 	qemu := testenv.Tool(b, "VMM_TEST_QEMU_IMG", "qemu-img")
 	size := benchSize(b)
-	reps := 5
-	out := "/dev/shm"
-	if _, err := os.Stat(out); err != nil {
-		out = b.TempDir()
-	}
-	outDir, err := os.MkdirTemp(out, "vmmkit-bench-")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer os.RemoveAll(outDir)
-	// The source lives on the file system of the temporary directory
-	// (VMM_BENCH_SRC_DIR overrides), warm in its page cache.
-	srcDir := b.TempDir()
-	if d := os.Getenv("VMM_BENCH_SRC_DIR"); d != "" {
-		srcDir = d
-	}
-	src := filepath.Join(srcDir, fmt.Sprintf("vmmkit-bench-source-%d.raw", os.Getpid()))
-	defer os.Remove(src)
-	benchSource(b, src, size)
-	warm(b, src)
+	src, outDir := benchFiles(b, size, benchSource)
 	dst := filepath.Join(outDir, "out.vhd")
 	rm := func() { os.Remove(dst) }
-
+	cpDst := filepath.Join(outDir, "cp.raw")
 	for b.Loop() {
-		type result struct {
-			name        string
-			min, median time.Duration
-		}
-		var results []result
-		add := func(name string, prepare func(), f func() error) {
-			mn, md := timing(b, reps, prepare, f)
-			results = append(results, result{name, mn, md})
-		}
-		add("cat (page-cache read)", nil, func() error {
-			cmd := exec.Command("cat", src)
-			devnull, _ := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-			defer devnull.Close()
-			cmd.Stdout = devnull
-			return cmd.Run()
-		})
-		add("qemu-img convert -O vpc", rm, command(qemu, "convert", "-f", "raw", "-O", "vpc", "-o", "subformat=dynamic", src, dst))
-		add("vmmkit Convert (dynamic VHD)", rm, func() error { return Convert(context.Background(), dst, src, nil) })
-		cpDst := filepath.Join(outDir, "cp.raw")
-		add("cp --sparse=always", func() { os.Remove(cpDst) }, func() error {
-			if err := command("cp", "--sparse=always", src, cpDst)(); err != nil {
-				return err
-			}
-			return command("sync", "--data", cpDst)()
-		})
+		h := &harness{b: b, reps: 5, size: size}
+		cat := h.run("cat (page-cache read)", nil, catTo(src))
+		q := h.run("qemu-img convert -O vpc", rm, command(qemu, "convert", "-f", "raw", "-O", "vpc", "-o", "subformat=dynamic", src, dst))
+		v := h.run("vmmkit Convert (dynamic VHD)", rm, convertTo(dst, src))
+		cp := h.run("cp --sparse=always", func() { os.Remove(cpDst) }, cpSparse(src, cpDst))
 		os.Remove(cpDst)
 		// dst now holds vmmkit's dynamic VHD of the source.
-		add("cat of that VHD file", nil, func() error {
-			cmd := exec.Command("cat", dst)
-			devnull, _ := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-			defer devnull.Close()
-			cmd.Stdout = devnull
-			return cmd.Run()
-		})
-		buf := make([]byte, 128<<10) // cat's buffer size
-		add("vmmkit read dynamic VHD", nil, func() error {
-			d, err := Open(dst)
-			if err != nil {
+		catVHD := h.run("cat of that VHD file", nil, catTo(dst))
+		rd := h.run("vmmkit read dynamic VHD", nil, readWhole(dst))
+		h.table(fmt.Sprintf("source: %d MiB mixed in %s, warm in page cache; outputs in %s", size>>20, filepath.Dir(src), outDir))
+		b.ReportMetric(h.ratio("vmmkit convert / cat throughput", cat, v, ">= 0.6"), "convert/cat")
+		b.ReportMetric(h.ratio("vmmkit convert / qemu-img convert", q, v, ">= 1.5"), "convert/qemu")
+		h.ratio("vmmkit convert / cp --sparse=always", cp, v, "> 1")
+		b.ReportMetric(h.ratio("vmmkit read dynamic VHD / cat", cat, rd, ">= 0.8"), "read/cat")
+		h.ratio("vmmkit read dynamic VHD / cat of the VHD file", catVHD, rd, "(kernel cost of the same file)")
+	}
+}
+
+// readWhole reads the image name from start to end, 128 KiB at a time as
+// cat does.
+func readWhole(name string) func() error {
+	buf := make([]byte, 128<<10)
+	return func() error {
+		d, err := Open(name)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		for off := int64(0); off < d.Size(); off += int64(len(buf)) {
+			if _, err := d.ReadAt(buf, off); err != nil && off+int64(len(buf)) < d.Size() {
 				return err
 			}
-			defer d.Close()
-			for off := int64(0); off < d.Size(); off += int64(len(buf)) {
-				if _, err := d.ReadAt(buf, off); err != nil && off+int64(len(buf)) < d.Size() {
-					return err
-				}
-			}
-			return nil
-		})
+		}
+		return nil
+	}
+}
 
-		mbs := func(d time.Duration) float64 { return float64(size) / d.Seconds() / 1e6 }
-		fmt.Printf("source: %d MiB mixed in %s, warm in page cache; outputs in %s; %d runs each\n", size>>20, filepath.Dir(src), out, reps)
-		fmt.Printf("%-32s %10s %10s %12s %12s\n", "command", "min", "median", "MB/s (best)", "MB/s (med)")
-		for _, r := range results {
-			fmt.Printf("%-32s %10v %10v %12.0f %12.0f\n", r.name, r.min.Round(time.Millisecond), r.median.Round(time.Millisecond), mbs(r.min), mbs(r.median))
+// halfSource writes a source whose 2 MiB units are random or zero, half
+// and half: an image of it is about 50 % allocated.
+func halfSource(tb testing.TB, name string, size int64) {
+	tb.Helper()
+	f, err := os.Create(name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	r := rand.New(rand.NewPCG(7, 7))
+	rnd := rand.NewChaCha8([32]byte{2})
+	buf := make([]byte, 2<<20)
+	for off := int64(0); off < size; off += int64(len(buf)) {
+		clear(buf)
+		if r.IntN(2) == 0 {
+			rnd.Read(buf)
 		}
-		get := func(i int) (time.Duration, time.Duration) { return results[i].min, results[i].median }
-		catMin, catMed := get(0)
-		qMin, qMed := get(1)
-		vMin, vMed := get(2)
-		cpMin, cpMed := get(3)
-		fMin, fMed := get(4)
-		rMin, rMed := get(5)
-		ratio := func(name string, anchor, x time.Duration, anchorMed, xMed time.Duration, target string) {
-			fmt.Printf("ratio %-40s best %.2f  median %.2f  (target %s)\n", name, anchor.Seconds()/x.Seconds(), anchorMed.Seconds()/xMed.Seconds(), target)
+		if _, err := f.Write(buf[:min(int64(len(buf)), size-off)]); err != nil {
+			tb.Fatal(err)
 		}
-		ratio("vmmkit convert / cat throughput", catMin, vMin, catMed, vMed, ">= 0.6")
-		ratio("vmmkit convert / qemu-img convert", qMin, vMin, qMed, vMed, ">= 1.5")
-		ratio("vmmkit convert / cp --sparse=always", cpMin, vMin, cpMed, vMed, "> 1")
-		ratio("vmmkit read dynamic VHD / cat", catMin, rMin, catMed, rMed, ">= 0.8")
-		ratio("vmmkit read dynamic VHD / cat of the VHD file", fMin, rMin, fMed, rMed, "(kernel cost of the same file)")
-		b.ReportMetric(catMin.Seconds()/vMin.Seconds(), "convert/cat")
-		b.ReportMetric(qMin.Seconds()/vMin.Seconds(), "convert/qemu")
-		b.ReportMetric(catMin.Seconds()/rMin.Seconds(), "read/cat")
+	}
+	if err := f.Sync(); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// BenchmarkConvertVHDXVsTools measures raw to dynamic VHDX against cat,
+// qemu-img and cp on the mixed source, and VHD to VHDX and VHDX to VHD of a
+// 50 %-allocated image against qemu-img, all in one run.
+//
+//	go test ./vhd -run '^$' -bench ConvertVHDXVsTools -benchtime 1x
+func BenchmarkConvertVHDXVsTools(b *testing.B) {
+	qemu := testenv.Tool(b, "VMM_TEST_QEMU_IMG", "qemu-img")
+	size := benchSize(b)
+	src, outDir := benchFiles(b, size, benchSource)
+	dst := filepath.Join(outDir, "out.vhdx")
+	rm := func() { os.Remove(dst) }
+	cpDst := filepath.Join(outDir, "cp.raw")
+
+	half, _ := benchFiles(b, size, halfSource)
+	halfVHD := filepath.Join(outDir, "half.vhd")
+	halfVHDX := filepath.Join(outDir, "half.vhdx")
+	if err := Convert(context.Background(), halfVHD, half, nil); err != nil {
+		b.Fatal(err)
+	}
+	if err := Convert(context.Background(), halfVHDX, half, nil); err != nil {
+		b.Fatal(err)
+	}
+	warm(b, halfVHD)
+	warm(b, halfVHDX)
+	out2 := filepath.Join(outDir, "conv.out")
+	rm2 := func() { os.Remove(out2 + ".vhdx"); os.Remove(out2 + ".vhd") }
+
+	for b.Loop() {
+		h := &harness{b: b, reps: 5, size: size}
+		cat := h.run("cat (page-cache read)", nil, catTo(src))
+		q := h.run("qemu-img convert -O vhdx", rm, command(qemu, "convert", "-f", "raw", "-O", "vhdx", "-o", "subformat=dynamic", src, dst))
+		v := h.run("vmmkit Convert (dynamic VHDX)", rm, convertTo(dst, src))
+		cp := h.run("cp --sparse=always", func() { os.Remove(cpDst) }, cpSparse(src, cpDst))
+		os.Remove(cpDst)
+		qx := h.run("qemu-img convert VHD -> VHDX (50 %)", rm2, command(qemu, "convert", "-f", "vpc", "-O", "vhdx", halfVHD, out2+".vhdx"))
+		vx := h.run("vmmkit Convert VHD -> VHDX (50 %)", rm2, convertTo(out2+".vhdx", halfVHD))
+		qv := h.run("qemu-img convert VHDX -> VHD (50 %)", rm2, command(qemu, "convert", "-f", "vhdx", "-O", "vpc", halfVHDX, out2+".vhd"))
+		vv := h.run("vmmkit Convert VHDX -> VHD (50 %)", rm2, convertTo(out2+".vhd", halfVHDX))
+		h.table(fmt.Sprintf("sources: %d MiB (mixed; and 50 %% allocated) in %s, warm; outputs in %s", size>>20, filepath.Dir(src), outDir))
+		b.ReportMetric(h.ratio("raw->VHDX: vmmkit / cat throughput", cat, v, ">= 0.6"), "vhdx/cat")
+		b.ReportMetric(h.ratio("raw->VHDX: vmmkit / qemu-img", q, v, ">= 1.5"), "vhdx/qemu")
+		h.ratio("raw->VHDX: vmmkit / cp --sparse=always", cp, v, "> 1")
+		b.ReportMetric(h.ratio("VHD->VHDX: vmmkit / qemu-img", qx, vx, ">= 2"), "vhd2vhdx/qemu")
+		b.ReportMetric(h.ratio("VHDX->VHD: vmmkit / qemu-img", qv, vv, ">= 2"), "vhdx2vhd/qemu")
 	}
 }
 

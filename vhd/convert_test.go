@@ -93,11 +93,14 @@ func TestConvert(t *testing.T) {
 			assert.Equal(t, total, last, "progress ends at the total")
 			if d.Type() == Dynamic {
 				// No block that is all zeros in the source is allocated.
-				for e := range d.Extents() {
-					for off := e.Offset; off < e.End(); off += d.Info().BlockSize {
-						blk := tc.want[off:min(off+d.Info().BlockSize, int64(len(tc.want)))]
-						assert.False(t, allZero(blk), "zero block at %d allocated", off)
-					}
+				var blocks []blockRange
+				if d.vhdx != nil {
+					blocks = d.vhdx.blocks(d.Size())
+				} else {
+					blocks = d.dyn.blocks(d.Size())
+				}
+				for _, b := range blocks {
+					assert.False(t, allZero(tc.want[b.disk.Offset:b.disk.End()]), "zero block at %d allocated", b.disk.Offset)
 				}
 			}
 		})

@@ -533,12 +533,62 @@ func (d *Disk) Extents() iter.Seq[Extent] {
 	return slices.Values(list)
 }
 
+// hostFile returns the file under the image, when it is one.
+func (d *Disk) hostFile() *os.File {
+	switch st := d.st.(type) {
+	case osFile:
+		return st.File
+	case readOnly:
+		f, _ := st.ReaderAt.(*os.File)
+		return f
+	case *overlay:
+		if len(st.pages) == 0 {
+			if f, ok := st.storage.(osFile); ok {
+				return f.File
+			}
+		}
+	}
+	return nil
+}
+
+// refine narrows the allocated blocks, given by their disk range and file
+// offset, to the ranges the host file system stores: blocks hold holes
+// where nothing was ever written, and those read as zeros.
+func (d *Disk) refine(blocks []blockRange) []Extent {
+	f := d.hostFile()
+	var out []Extent
+	add := func(e Extent) {
+		if n := len(out); n > 0 && out[n-1].End() == e.Offset {
+			out[n-1].Length += e.Length
+		} else {
+			out = append(out, e)
+		}
+	}
+	for _, b := range blocks {
+		if f == nil {
+			add(b.disk)
+			continue
+		}
+		for _, r := range fileRuns(f, b.file, b.file+b.disk.Length) {
+			add(Extent{b.disk.Offset + r.Offset - b.file, r.Length})
+		}
+	}
+	return out
+}
+
+// A blockRange is an allocated block: its range of the disk and where its
+// data starts in the file.
+type blockRange struct {
+	disk Extent
+	file int64
+}
+
 func (d *Disk) extents() []Extent {
 	if d.closed {
 		return nil
 	}
 	if d.vhdx != nil {
-		own := d.vhdx.extents(d.size)
+		own := d.refine(d.vhdx.blocks(d.size))
 		if d.parent == nil {
 			return own
 		}
@@ -561,7 +611,7 @@ func (d *Disk) extents() []Extent {
 		}
 		return []Extent{{0, d.size}}
 	}
-	own := d.dyn.extents(d.size)
+	own := d.refine(d.dyn.blocks(d.size))
 	if d.parent == nil {
 		return own
 	}

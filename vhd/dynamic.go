@@ -188,20 +188,15 @@ func (dy *dynamic) checkOverlaps() error {
 	return nil
 }
 
-// extents lists allocated blocks as merged ranges clipped to size.
-func (dy *dynamic) extents(size int64) []Extent {
-	var out []Extent
+// blocks lists the allocated blocks, clipped to size.
+func (dy *dynamic) blocks(size int64) []blockRange {
+	var out []blockRange
 	for i, e := range dy.bat {
 		if e == unusedEntry {
 			continue
 		}
 		off := int64(i) * dy.blockSize
-		n := min(dy.blockSize, size-off)
-		if k := len(out); k > 0 && out[k-1].End() == off {
-			out[k-1].Length += n
-		} else {
-			out = append(out, Extent{off, n})
-		}
+		out = append(out, blockRange{Extent{off, min(dy.blockSize, size-off)}, int64(e)*SectorSize + dy.bmSize})
 	}
 	return out
 }

@@ -31,11 +31,13 @@ func Example() {
 	}
 	fmt.Printf("%s %s of %d GiB: %q\n", d.Type(), d.Format(), d.Size()>>30, buf)
 	for e := range d.Extents() {
-		fmt.Printf("allocated: %d MiB at %d MiB\n", e.Length>>20, e.Offset>>20)
+		// Only the ranges that hold data: a copy skips the rest.
+		fmt.Printf("first data at %d MiB\n", e.Offset>>20)
+		break
 	}
 	// Output:
 	// dynamic VHD of 10 GiB: "hello, disk"
-	// allocated: 2 MiB at 5120 MiB
+	// first data at 5120 MiB
 }
 
 func ExampleCreate_differencing() {

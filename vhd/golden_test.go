@@ -41,12 +41,18 @@ func dump(d *Disk) string {
 			fmt.Fprintf(&b, "locator %s: %q\n", l.Platform, p)
 		}
 	}
-	// A fixed image's extents are the file system's holes, which depend on
-	// how the file was written (a git checkout writes every byte).
-	if i.Type != Fixed {
-		for e := range d.Extents() {
-			fmt.Fprintf(&b, "extent: %d+%d\n", e.Offset, e.Length)
-		}
+	// Allocated blocks, not Extents: those follow the file system's holes,
+	// which depend on how the file was written (a git checkout writes every
+	// byte).
+	var blocks []blockRange
+	switch {
+	case d.vhdx != nil:
+		blocks = d.vhdx.blocks(d.Size())
+	case d.dyn != nil:
+		blocks = d.dyn.blocks(d.Size())
+	}
+	for _, r := range blocks {
+		fmt.Fprintf(&b, "block: %d+%d at file offset %d\n", r.disk.Offset, r.disk.Length, r.file)
 	}
 	content := make([]byte, d.Size())
 	_, _ = d.ReadAt(content, 0)

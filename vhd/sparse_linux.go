@@ -13,13 +13,19 @@ const (
 // fileExtents returns the ranges of f below size that the file system stores
 // (SEEK_DATA/SEEK_HOLE), or the whole range when it cannot tell.
 func fileExtents(f *os.File, size int64) []Extent {
-	all := []Extent{{0, size}}
-	if size == 0 {
+	return fileRuns(f, 0, size)
+}
+
+// fileRuns returns the ranges of f within [from, to) that the file system
+// stores, in whole sectors, or the whole range when it cannot tell.
+func fileRuns(f *os.File, from, to int64) []Extent {
+	if to <= from {
 		return nil
 	}
+	all := []Extent{{from, to - from}}
 	fd := int(f.Fd())
 	var out []Extent
-	for off := int64(0); off < size; {
+	for off := from; off < to; {
 		data, err := syscall.Seek(fd, off, seekData)
 		if err == syscall.ENXIO {
 			break // no data past off
@@ -27,17 +33,16 @@ func fileExtents(f *os.File, size int64) []Extent {
 		if err != nil {
 			return all
 		}
-		if data >= size {
+		if data >= to {
 			break
 		}
 		hole, err := syscall.Seek(fd, data, seekHole)
 		if err != nil {
 			return all
 		}
-		hole = min(hole, size)
-		// Report whole sectors.
-		start := data &^ (SectorSize - 1)
-		end := min(alignUp(hole, SectorSize), size)
+		hole = min(hole, to)
+		start := max(from, data&^(SectorSize-1))
+		end := min(alignUp(hole, SectorSize), to)
 		if n := len(out); n > 0 && start <= out[n-1].End() {
 			out[n-1].Length = end - out[n-1].Offset
 		} else {

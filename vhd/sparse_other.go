@@ -10,3 +10,10 @@ func fileExtents(f *os.File, size int64) []Extent {
 	}
 	return []Extent{{0, size}}
 }
+
+func fileRuns(f *os.File, from, to int64) []Extent {
+	if to <= from {
+		return nil
+	}
+	return []Extent{{from, to - from}}
+}

@@ -551,22 +551,17 @@ func (d *Disk) readVHDXPartial(p []byte, blk, base, in, off int64) error {
 	return nil
 }
 
-// extents lists the payload blocks that hold data.
-func (x *vhdxImage) extents(size int64) []Extent {
-	var out []Extent
+// blocks lists the payload blocks that hold data, clipped to size.
+func (x *vhdxImage) blocks(size int64) []blockRange {
+	var out []blockRange
 	payload := (size + x.blockSize - 1) / x.blockSize
 	for blk := range payload {
-		s := x.bat[blk+blk/x.chunkRatio] & 7
-		if s != payloadFullyPresent && s != payloadPartiallyPresent {
+		e := x.bat[blk+blk/x.chunkRatio]
+		if s := e & 7; s != payloadFullyPresent && s != payloadPartiallyPresent {
 			continue
 		}
 		off := blk * x.blockSize
-		n := min(x.blockSize, size-off)
-		if k := len(out); k > 0 && out[k-1].End() == off {
-			out[k-1].Length += n
-		} else {
-			out = append(out, Extent{off, n})
-		}
+		out = append(out, blockRange{Extent{off, min(x.blockSize, size-off)}, int64(e>>20) * vhdxMB})
 	}
 	return out
 }

@@ -71,7 +71,7 @@ func run(dir string) error {
 	}
 	fmt.Printf("read back %d MiB at offset 512 MiB: identical\n", len(got)>>20)
 	for e := range base.Extents() {
-		fmt.Printf("  allocated: %4d MiB + %d MiB\n", e.Offset>>20, e.Length>>20)
+		fmt.Printf("  data: %d KiB at offset %d MiB\n", e.Length>>10, e.Offset>>20)
 	}
 	base.Close()
 

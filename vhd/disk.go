@@ -1,6 +1,7 @@
 package vhd
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -564,13 +565,27 @@ func (d *Disk) refine(blocks []blockRange) []Extent {
 			out = append(out, e)
 		}
 	}
+	var runs []Extent // the file's data, found in one pass: asking per
+	// block would make each SEEK_HOLE scan on through every block after it
+	if f != nil {
+		if fi, err := f.Stat(); err == nil {
+			runs = fileExtents(f, fi.Size())
+		} else {
+			f = nil
+		}
+	}
 	for _, b := range blocks {
 		if f == nil {
 			add(b.disk)
 			continue
 		}
-		for _, r := range fileRuns(f, b.file, b.file+b.disk.Length) {
-			add(Extent{b.disk.Offset + r.Offset - b.file, r.Length})
+		from, to := b.file, b.file+b.disk.Length
+		i, _ := slices.BinarySearchFunc(runs, from, func(r Extent, off int64) int { return cmp.Compare(r.End(), off+1) })
+		for ; i < len(runs) && runs[i].Offset < to; i++ {
+			lo, hi := max(runs[i].Offset, from), min(runs[i].End(), to)
+			if lo < hi {
+				add(Extent{b.disk.Offset + lo - from, hi - lo})
+			}
 		}
 	}
 	return out

@@ -78,9 +78,9 @@ type Info struct {
 	Type   Type
 	Size   int64 // virtual size in bytes: the footer's current size
 
-	UUID           UUID
-	Created        time.Time // footer time stamp, to the second
-	CreatorApp     string    // four characters: "vpc ", "win ", "qemu", "qem2", "vmmk", ...
+	UUID           UUID      // VHD: footer unique ID; VHDX: virtual disk ID (page 83)
+	Created        time.Time // VHD footer time stamp, to the second
+	CreatorApp     string    // VHD: "vpc ", "win ", "qemu", "qem2", "vmmk", ...; VHDX: the creator string
 	CreatorVersion uint32    // major<<16 | minor
 	CreatorOS      string    // "Wi2k", "Mac "
 	OriginalSize   int64     // size when the image was made
@@ -94,7 +94,9 @@ type Info struct {
 	LogicalSectorSize  int64
 	PhysicalSectorSize int64
 
-	// Set for differencing images only.
+	// Set for differencing images only. ParentUUID is what the child
+	// records of its parent: the parent's UUID for VHD, its data write GUID
+	// (parent_linkage) for VHDX.
 	ParentUUID     UUID
 	ParentTime     time.Time // parent time stamp recorded in the child
 	ParentName     string    // parent name recorded in the child

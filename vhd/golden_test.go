@@ -2,12 +2,14 @@ package vhd
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -24,18 +26,28 @@ func dump(d *Disk) string {
 	var b strings.Builder
 	i := d.Info()
 	fmt.Fprintf(&b, "format: %s\ntype: %s\nsize: %d\n", i.Format, i.Type, i.Size)
-	fmt.Fprintf(&b, "uuid: %s\ncreated: %s\n", i.UUID, i.Created.UTC().Format("2006-01-02T15:04:05Z"))
-	fmt.Fprintf(&b, "creator: %q %d.%d %q\n", i.CreatorApp, i.CreatorVersion>>16, i.CreatorVersion&0xffff, i.CreatorOS)
-	fmt.Fprintf(&b, "original size: %d\n", i.OriginalSize)
-	fmt.Fprintf(&b, "geometry: %d/%d/%d (%d bytes)\n", i.Geometry.Cylinders, i.Geometry.Heads, i.Geometry.SectorsPerTrack, i.Geometry.Size())
-	if i.Type != Fixed {
+	fmt.Fprintf(&b, "uuid: %s\n", i.UUID)
+	if i.Format == FormatVHD {
+		fmt.Fprintf(&b, "created: %s\n", i.Created.UTC().Format("2006-01-02T15:04:05Z"))
+		fmt.Fprintf(&b, "creator: %q %d.%d %q\n", i.CreatorApp, i.CreatorVersion>>16, i.CreatorVersion&0xffff, i.CreatorOS)
+		fmt.Fprintf(&b, "original size: %d\n", i.OriginalSize)
+		fmt.Fprintf(&b, "geometry: %d/%d/%d (%d bytes)\n", i.Geometry.Cylinders, i.Geometry.Heads, i.Geometry.SectorsPerTrack, i.Geometry.Size())
+	} else {
+		fmt.Fprintf(&b, "creator: %q\n", i.CreatorApp)
+		fmt.Fprintf(&b, "sectors: %d logical, %d physical\n", i.LogicalSectorSize, i.PhysicalSectorSize)
+	}
+	if i.Type != Fixed || i.Format == FormatVHDX {
 		fmt.Fprintf(&b, "block size: %d\nmax table entries: %d\n", i.BlockSize, i.MaxTableEntries)
 	}
 	if i.Type == Differencing {
-		fmt.Fprintf(&b, "parent uuid: %s\nparent time: %s\nparent name: %q\n", i.ParentUUID, i.ParentTime.UTC().Format("2006-01-02T15:04:05Z"), filepath.Base(i.ParentName))
+		fmt.Fprintf(&b, "parent uuid: %s\n", i.ParentUUID)
+		if i.Format == FormatVHD {
+			fmt.Fprintf(&b, "parent time: %s\n", i.ParentTime.UTC().Format("2006-01-02T15:04:05Z"))
+		}
+		fmt.Fprintf(&b, "parent name: %q\n", i.ParentName)
 		for _, l := range i.ParentLocators {
 			p := l.Path
-			if l.Platform != "W2ru" {
+			if l.Platform != "W2ru" && l.Platform != "relative_path" {
 				p = "(absolute) " + filepath.Base(strings.ReplaceAll(p, `\`, "/"))
 			}
 			fmt.Fprintf(&b, "locator %s: %q\n", l.Platform, p)
@@ -66,8 +78,9 @@ func TestGolden(t *testing.T) {
 	if *makeTestdata {
 		writeTestdata(t)
 	}
-	images, err := filepath.Glob("testdata/*.vhd")
+	images, err := filepath.Glob("testdata/*.vhd*")
 	require.NoError(t, err)
+	images = slices.DeleteFunc(images, func(n string) bool { return strings.HasSuffix(n, ".golden") })
 	require.NotEmpty(t, images)
 	for _, img := range images {
 		t.Run(filepath.Base(img), func(t *testing.T) {
@@ -87,7 +100,7 @@ func TestGolden(t *testing.T) {
 // writeTestdata makes the vmmk-* images: small, with 4 KiB blocks, so that
 // they also serve as fuzz seeds.
 func writeTestdata(t *testing.T) {
-	for _, n := range []string{"vmmk-dynamic.vhd", "vmmk-fixed.vhd", "vmmk-parent.vhd", "vmmk-child.vhd"} {
+	for _, n := range []string{"vmmk-dynamic.vhd", "vmmk-fixed.vhd", "vmmk-parent.vhd", "vmmk-child.vhd", "vmmk-dynamic.vhdx", "vmmk-parent.vhdx", "vmmk-child.vhdx"} {
 		if err := os.Remove(filepath.Join("testdata", n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			t.Fatal(err)
 		}
@@ -119,4 +132,54 @@ func writeTestdata(t *testing.T) {
 		{platW2ru, utf16le(`.\vmmk-parent.vhd`)},
 		{platW2ku, utf16le(`C:\VMs\vmmk-parent.vhd`)},
 	}, `C:\VMs\vmmk-parent.vhd`)
+
+	// VHDX: 1 MiB blocks, the smallest the format allows.
+	d, err = Create("testdata/vmmk-dynamic.vhdx", 3<<20+4096, &CreateOptions{BlockSize: 1 << 20})
+	require.NoError(t, err)
+	d.WriteAt(pattern(5000, 0x5a), 1000)
+	d.WriteAt(pattern(4096, 0xa5), 3<<20)
+	require.NoError(t, d.Close())
+	d, err = Create("testdata/vmmk-parent.vhdx", 2<<20, &CreateOptions{BlockSize: 1 << 20})
+	require.NoError(t, err)
+	d.WriteAt(pattern(20000, 0x11), 0)
+	require.NoError(t, d.Close())
+	d, err = Create("testdata/vmmk-child.vhdx", 0, &CreateOptions{Parent: "testdata/vmmk-parent.vhdx", BlockSize: 1 << 20})
+	require.NoError(t, err)
+	d.WriteAt(pattern(100, 0x22), 700)     // sub-sector, over parent data
+	d.WriteAt(pattern(1<<20, 0x33), 1<<20) // a whole block
+	link := "{" + guidString(d.Parent().linkID) + "}"
+	require.NoError(t, d.Close())
+	rewriteVHDXLocator(t, "testdata/vmmk-child.vhdx", [][2]string{
+		{"parent_linkage", link},
+		{"relative_path", `.\vmmk-parent.vhdx`},
+		{"absolute_win32_path", `C:\VMs\vmmk-parent.vhdx`},
+	})
+}
+
+// rewriteVHDXLocator replaces the parent locator item of a VHDX file in
+// place (the new one must not be longer).
+func rewriteVHDXLocator(t *testing.T, name string, kv [][2]string) {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	require.NoError(t, err)
+	loc, err := encodeLocatorKV(kv)
+	require.NoError(t, err)
+	regions, err := readRegionTable(readOnly{bytes.NewReader(b)}, vhdxRegion1Off, int64(len(b)))
+	require.NoError(t, err)
+	md := b[regions[regionMetadata][0]:]
+	le := binary.LittleEndian
+	for i := range int(le.Uint16(md[10:])) {
+		e := md[32+32*i:]
+		if UUID(e[0:16]) != metaParentLocator {
+			continue
+		}
+		off, n := le.Uint32(e[16:]), le.Uint32(e[20:])
+		require.LessOrEqual(t, len(loc), int(n))
+		clear(md[off : off+n])
+		copy(md[off:], loc)
+		le.PutUint32(e[20:], uint32(len(loc)))
+		require.NoError(t, os.WriteFile(name, b, 0o644))
+		return
+	}
+	t.Fatal("no parent locator")
 }

@@ -478,6 +478,7 @@ func (x *vhdxImage) readParentLocator(d *Disk, b []byte, regionOff int64) error 
 		return formatErr(regionOff, "parent locator", detail(ErrFormat, "parent_linkage %q", link))
 	}
 	d.parentWant = id
+	d.info.ParentUUID = id
 	return nil
 }
 

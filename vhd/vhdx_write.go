@@ -172,11 +172,15 @@ func vhdxParentLocator(child, parentPath string, link UUID) ([]byte, error) {
 	if !strings.HasPrefix(rel, "../") {
 		rel = "./" + rel
 	}
-	kv := [][2]string{
+	return encodeLocatorKV([][2]string{
 		{"parent_linkage", "{" + guidString(link) + "}"},
 		{"relative_path", strings.ReplaceAll(rel, "/", `\`)},
 		{"absolute_win32_path", strings.ReplaceAll(filepath.ToSlash(abs), "/", `\`)},
-	}
+	})
+}
+
+// encodeLocatorKV encodes a VHDX parent locator item of key-value pairs.
+func encodeLocatorKV(kv [][2]string) ([]byte, error) {
 	le := binary.LittleEndian
 	b := make([]byte, 20+12*len(kv))
 	copy(b[0:16], locatorTypeVHDX[:])

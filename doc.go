@@ -3,10 +3,11 @@
 //
 // Built:
 //
-//   - [github.com/vmmkit/vmmkit/vhd]: read, write and create VHD images
-//     (fixed, dynamic, differencing), with chains, extent walks and crash-safe
-//     writes. VHDX and the whole-disk operations (convert, merge, compact,
-//     check, diff) are planned.
+//   - [github.com/vmmkit/vmmkit/vhd]: read, write and create VHD and VHDX
+//     images (fixed, dynamic, differencing), with chains, extent walks,
+//     crash-safe writes (the VHDX log included) and conversion between raw,
+//     VHD and VHDX. Merge, compact, check, diff and resize are planned, with
+//     the vhdtool example.
 //
 // Planned:
 //

@@ -1,6 +1,6 @@
-// Package vhd reads and writes virtual hard disk images in the VHD format
-// (fixed, dynamic and differencing), the format of Virtual PC, Virtual
-// Server, Hyper-V and Azure.
+// Package vhd reads and writes virtual hard disk images in the VHD and VHDX
+// formats (fixed, dynamic and differencing): the formats of Virtual PC,
+// Virtual Server, Hyper-V and Azure.
 //
 // A [Disk] is an open image. It reads like a file of the disk's virtual
 // size through [Disk.ReadAt], and a writable one takes data through
@@ -18,16 +18,42 @@
 //	}
 //
 // [Create] makes new images; [Open] and [OpenFile] open existing ones, and
-// [NewDisk] reads one from any [io.ReaderAt].
+// [NewDisk] reads one from any [io.ReaderAt]. [Convert] copies a raw, VHD or
+// VHDX image into a new one of any of the three formats, reading only the
+// data and never writing zeros.
+//
+// # VHDX
+//
+// VHDX images are read and written with the same [Disk] API: headers with
+// CRC-32C checksums and sequence numbers, region tables, metadata (block
+// size, logical and physical sector size, 512e and 4Kn, virtual size, page
+// 83 data, parent locator), the BAT with its chunk ratio, and the payload
+// block states (not present, undefined, zero, unmapped, fully and partially
+// present). Their sector bitmaps are LSB-first, where VHD's are MSB-first.
+// Images made by [Create] look like Hyper-V's: 1 MiB alignment, a 1 MiB
+// log, 32 MiB blocks for dynamic and fixed images and 2 MiB for
+// differencing ones, 512-byte logical and 4096-byte physical sectors unless
+// [CreateOptions] say otherwise.
+//
+// Every metadata change goes through the VHDX log: changed BAT and sector
+// bitmap pages are held in memory until [Disk.Sync] (or until many pages
+// are pending), then the data is synced, the pages are written to the log
+// and synced, written in place and synced. Opening an image whose log holds
+// changes (one not closed cleanly) replays it first: into the file for a
+// writable open, into memory for a read-only one, which leaves the file
+// untouched. A differencing VHDX names its parent by the parent's data
+// write GUID, which changes whenever the parent is written, so a child of a
+// changed parent is refused with [ErrParent].
 //
 // # Differencing images
 //
 // A differencing image records the blocks written since it was made from a
 // parent; other sectors read through to the parent, sector by sector, as
-// the child's sector bitmaps say (VHD bitmaps are MSB-first). Parents are
-// found through the child's parent locators: the relative Windows path
-// (W2ru), the absolute Windows path (W2ku, with backslashes), the file URL
-// of Mac hosts (MacX) and, last, the recorded parent name next to the child.
+// the child's sector bitmaps say. Parents are found through the child's
+// parent locators: the relative Windows path (VHD W2ru, VHDX
+// relative_path), the absolute Windows path (W2ku, absolute_win32_path,
+// with backslashes), the file URL of Mac hosts (MacX) and, last, the
+// recorded parent name next to the child.
 // The parent must carry the UUID the child records, and the time stamp the
 // child records must be the parent's footer time stamp or its file's
 // modification time (see [OpenOptions.IgnoreParentTimestamp]). Chains may be
@@ -86,10 +112,12 @@
 // # Limits
 //
 // VHD images hold at most 2040 GiB ([MaxVHDSize]) in blocks of 512 B to
-// 256 MiB. VHDX is not implemented yet: creating or opening one returns
-// [ErrUnsupported] or [ErrFormat]. Malformed images give a [*FormatError]
-// that says which structure is wrong and where; such input never panics
-// and never makes the package allocate more than the file holds.
+// 256 MiB; VHDX images hold at most 64 TiB in blocks of 1 MiB to 256 MiB.
+// Merging, compacting, checking and diffing images are not implemented yet.
+// Malformed images give a [*FormatError] that says which structure is wrong
+// and where; such input never panics and never makes the package allocate
+// more than the file holds.
 //
 // [VHD specification]: https://learn.microsoft.com/en-us/windows/win32/vstor/about-vhd
+// [VHDX specification]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-vhdx/83f6b700-6216-40f0-aa99-9fcb421206e2
 package vhd

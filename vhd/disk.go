@@ -1,6 +1,7 @@
 package vhd
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -172,6 +173,13 @@ type Disk struct {
 
 	linkID     UUID // what a child records to name this disk as its parent
 	parentWant UUID // what this differencing disk expects of its parent
+
+	notes []Problem // damage that opening worked around, for Check
+}
+
+// note records damage that opening worked around.
+func (d *Disk) note(off int64, what string) {
+	d.notes = append(d.notes, Problem{Image: d.name, Offset: off, What: what, Repairable: true})
 }
 
 // Open opens the named image file for reading. Close closes the file and
@@ -289,6 +297,14 @@ func newDisk(st storage, fileSize int64, name string, writable bool, opts *OpenO
 		d.info.Type = Dynamic
 	default:
 		d.info.Type = Differencing
+	}
+	if !tailOK && foot.DiskType != diskTypeFixed {
+		d.note(fileSize-footerSize, "the footer at the end of the file is missing or damaged; the copy at offset 0 stands in")
+	} else if foot.DiskType != diskTypeFixed {
+		var head [footerSize]byte
+		if readFull(st, head[:], 0) == nil && !bytes.Equal(head[:], d.footer) {
+			d.note(0, "the footer copy at offset 0 is damaged or differs from the footer")
+		}
 	}
 	if err := d.openDynamic(foot, fileSize, tailOK); err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 // dynamic is the block layer of dynamic and differencing images.
 type dynamic struct {
 	header    *dynHeader
+	hOff      int64    // where the dynamic header is
 	bat       []uint32 // sector offset of each block, or unusedEntry
 	batOff    int64
 	blockSize int64
@@ -67,7 +68,7 @@ func (d *Disk) openDynamic(foot *footer, fileSize int64, tailOK bool) error {
 	if batOff < hOff+dynHeaderSize && batOff+need*4 > hOff {
 		return formatErr(hOff+16, "dynamic header", detail(ErrFormat, "BAT at %#x overlaps the dynamic header at %#x", batOff, hOff))
 	}
-	dy := &dynamic{header: h, batOff: batOff, blockSize: bs, bmSize: bitmapBytes(bs)}
+	dy := &dynamic{header: h, hOff: hOff, batOff: batOff, blockSize: bs, bmSize: bitmapBytes(bs)}
 	if err := dy.readBAT(d.st, need); err != nil {
 		return err
 	}
@@ -111,6 +112,7 @@ func (d *Disk) openDynamic(foot *footer, fileSize int64, tailOK bool) error {
 			}
 		}
 		dy.shortOK = true
+		d.note(pastEOF[0], fmt.Sprintf("%d blocks reach past the end of the file (an append cut short); their missing bytes read as zeros", len(pastEOF)))
 	}
 	if d.writable {
 		if err := dy.checkOverlaps(); err != nil {

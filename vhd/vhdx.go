@@ -167,6 +167,7 @@ func (d *Disk) openVHDX(fileSize int64) error {
 			if firstErr == nil {
 				firstErr = err
 			}
+			d.note(off, "header damaged: "+trimPrefix(err))
 			continue
 		}
 		if cur == nil || h.seq > cur.seq {
@@ -184,6 +185,9 @@ func (d *Disk) openVHDX(fileSize int64) error {
 		if err != nil {
 			return err
 		}
+		if _, ok := st.(*overlay); ok {
+			d.note(int64(cur.logOffset), "the log holds changes not yet in place (the image was not closed cleanly); replayed in memory")
+		}
 		d.st, fileSize = st, size
 	}
 
@@ -194,6 +198,7 @@ func (d *Disk) openVHDX(fileSize int64) error {
 		if regions, rerr = readRegionTable(d.st, off, fileSize); rerr == nil {
 			break
 		}
+		d.note(off, "region table damaged: "+trimPrefix(rerr))
 	}
 	if rerr != nil {
 		return rerr

@@ -4,11 +4,13 @@
 //	vhdtool create [-type dynamic|fixed] [-block-size N] [-parent IMAGE] IMAGE SIZE
 //	vhdtool convert [-O vhd|vhdx|raw] [-type dynamic|fixed] [-block-size N] SRC DST
 //	vhdtool diff [-json] A B
+//	vhdtool check [-repair] [-json] IMAGE
 //
 // SIZE takes K, M, G and T suffixes (powers of 1024). convert detects the
 // source format from its content (raw when it is neither VHD nor VHDX) and
 // shows progress on a terminal. Exit status: 0 success (for diff: the disks
-// are equal), 1 an error, 2 diff found differences.
+// are equal; for check: no problem left), 1 an error, 2 diff found
+// differences or check found problems it did not repair.
 package main
 
 import (
@@ -38,6 +40,7 @@ const usage = `usage:
   vhdtool create [-type dynamic|fixed] [-block-size N] [-parent IMAGE] IMAGE SIZE
   vhdtool convert [-O vhd|vhdx|raw] [-type dynamic|fixed] [-block-size N] SRC DST
   vhdtool diff [-json] A B
+  vhdtool check [-repair] [-json] IMAGE
 `
 
 // run executes one command and returns the exit status.
@@ -47,7 +50,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) (int, error){
-		"info": info, "create": create, "convert": convert, "diff": diff,
+		"info": info, "create": create, "convert": convert, "diff": diff, "check": check,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
@@ -328,6 +331,41 @@ func diff(ctx context.Context, args []string, stdout, stderr io.Writer) (int, er
 		fmt.Fprintf(stdout, "%d ranges, %s differ\n", len(ranges), human(total))
 	}
 	if len(ranges) > 0 {
+		return 2, nil
+	}
+	return 0, nil
+}
+
+func check(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	repair := fs.Bool("repair", false, "repair what can be repaired without losing data")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
+		return 1, errors.New("usage: vhdtool check [-repair] [-json] IMAGE")
+	}
+	r, err := vhd.Check(ctx, fs.Arg(0), &vhd.CheckOptions{Repair: *repair})
+	if err != nil {
+		return 1, err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(map[string]any{"ok": r.OK(), "problems": r.Problems, "leaked_bytes": r.LeakedBytes}); err != nil {
+			return 1, err
+		}
+	} else {
+		for _, p := range r.Problems {
+			fmt.Fprintln(stdout, p)
+		}
+		if r.LeakedBytes > 0 {
+			fmt.Fprintf(stdout, "%s of file space is not used by the image (compacting reclaims it)\n", human(r.LeakedBytes))
+		}
+		if r.OK() {
+			fmt.Fprintln(stdout, "No errors were found.")
+		}
+	}
+	if !r.OK() {
 		return 2, nil
 	}
 	return 0, nil

@@ -39,6 +39,8 @@ func TestVhdtool(t *testing.T) {
 		{[]string{"create", filepath.Join(dir, "e.vhd"), "3M"}, 0, "dynamic VHD"},
 		{[]string{"diff", a, filepath.Join(dir, "e.vhd")}, 2, "1048576+6144\n1 ranges, 6.0 KiB differ"},
 		{[]string{"info", filepath.Join(dir, "missing.vhd")}, 1, ""},
+		{[]string{"check", b}, 0, "No errors were found."},
+		{[]string{"check", filepath.Join(dir, "missing.vhd")}, 1, ""},
 		{[]string{"frobnicate"}, 1, ""},
 	}
 	for _, s := range steps {
@@ -46,6 +48,25 @@ func TestVhdtool(t *testing.T) {
 		if code != s.wantCode || !strings.Contains(out, s.wantOut) {
 			t.Errorf("vhdtool %s: exit %d, output %q, errors %q; want exit %d and %q", strings.Join(s.args, " "), code, out, errOut, s.wantCode, s.wantOut)
 		}
+	}
+
+	// A VHD whose trailing footer was lost: check finds it (exit 2),
+	// check -repair mends it.
+	fi, err := os.Stat(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(a, fi.Size()-512); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, _ := vhdtool(t, "check", a); code != 2 || !strings.Contains(out, "(repairable)") {
+		t.Errorf("check of a damaged image: exit %d, %q", code, out)
+	}
+	if code, out, _ := vhdtool(t, "check", "-repair", a); code != 0 || !strings.Contains(out, "(repaired)") {
+		t.Errorf("check -repair: exit %d, %q", code, out)
+	}
+	if code, out, _ := vhdtool(t, "check", a); code != 0 {
+		t.Errorf("check after repair: exit %d, %q", code, out)
 	}
 
 	code, out, _ := vhdtool(t, "info", "-json", filepath.Join(dir, "c.vhdx"))

@@ -38,7 +38,12 @@ const (
 // raw (a sparse file) for anything else. VHD and VHDX targets are made by
 // Create with opts.Create. Convert checks ctx between chunks; on any error,
 // dst is removed. The new file is synced before Convert returns.
-func Convert(ctx context.Context, dst, src string, opts *ConvertOptions) (err error) {
+func Convert(ctx context.Context, dst, src string, opts *ConvertOptions) error {
+	return convertOpen(ctx, dst, src, opts, nil)
+}
+
+// convertOpen is Convert with the options that open an image source.
+func convertOpen(ctx context.Context, dst, src string, opts *ConvertOptions, oo *OpenOptions) (err error) {
 	var o ConvertOptions
 	if opts != nil {
 		o = *opts
@@ -56,7 +61,7 @@ func Convert(ctx context.Context, dst, src string, opts *ConvertOptions) (err er
 			o.Create.Format = FormatRaw
 		}
 	}
-	in, size, extents, closeIn, err := openSource(src)
+	in, size, extents, closeIn, err := openSource(src, oo)
 	if err != nil {
 		return err
 	}
@@ -101,7 +106,7 @@ func Convert(ctx context.Context, dst, src string, opts *ConvertOptions) (err er
 // openSource opens src as a VHD image when it carries a VHD (or VHDX)
 // signature at its start or in its last sector, and as a raw image
 // otherwise.
-func openSource(src string) (io.ReaderAt, int64, []Extent, func() error, error) {
+func openSource(src string, oo *OpenOptions) (io.ReaderAt, int64, []Extent, func() error, error) {
 	f, err := os.Open(src)
 	if err != nil {
 		return nil, 0, nil, nil, err
@@ -118,7 +123,7 @@ func openSource(src string) (io.ReaderAt, int64, []Extent, func() error, error) 
 	}
 	if head == footerCookie || tail == footerCookie || string(head[:]) == "vhdxfile" {
 		f.Close()
-		d, err := Open(src)
+		d, err := OpenFile(src, os.O_RDONLY, oo)
 		if err != nil {
 			return nil, 0, nil, nil, err
 		}
@@ -133,6 +138,12 @@ func openSource(src string) (io.ReaderAt, int64, []Extent, func() error, error) 
 // caller's goroutine writes those pages, so that reading and writing overlap
 // and zeros are never written, not even inside an allocated block.
 func copyExtents(ctx context.Context, dst io.WriterAt, src io.ReaderAt, extents []Extent, progress func(done, total int64)) error {
+	return copyRanges(ctx, dst, src, extents, progress, true)
+}
+
+// copyRanges is copyExtents that, without skipZeros, also writes the
+// all-zero pages: for a target that is not new.
+func copyRanges(ctx context.Context, dst io.WriterAt, src io.ReaderAt, extents []Extent, progress func(done, total int64), skipZeros bool) error {
 	var total int64
 	for _, e := range extents {
 		total += e.Length
@@ -173,7 +184,7 @@ func copyExtents(ctx context.Context, dst io.WriterAt, src io.ReaderAt, extents 
 				c.off, c.n, c.runs = off, n, c.runs[:0]
 				for p := 0; p < n; p += zeroPage {
 					q := min(p+zeroPage, n)
-					if allZero(c.buf[p:q]) {
+					if skipZeros && allZero(c.buf[p:q]) {
 						continue
 					}
 					if k := len(c.runs); k > 0 && c.runs[k-1].to == p {

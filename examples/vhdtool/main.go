@@ -5,6 +5,8 @@
 //	vhdtool convert [-O vhd|vhdx|raw] [-type dynamic|fixed] [-block-size N] SRC DST
 //	vhdtool diff [-json] A B
 //	vhdtool check [-repair] [-json] IMAGE
+//	vhdtool merge CHILD          (commit a differencing image into its parent)
+//	vhdtool flatten IMAGE        (collapse a chain into one image, in place)
 //
 // SIZE takes K, M, G and T suffixes (powers of 1024). convert detects the
 // source format from its content (raw when it is neither VHD nor VHDX) and
@@ -41,6 +43,8 @@ const usage = `usage:
   vhdtool convert [-O vhd|vhdx|raw] [-type dynamic|fixed] [-block-size N] SRC DST
   vhdtool diff [-json] A B
   vhdtool check [-repair] [-json] IMAGE
+  vhdtool merge CHILD
+  vhdtool flatten IMAGE
 `
 
 // run executes one command and returns the exit status.
@@ -51,6 +55,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) (int, error){
 		"info": info, "create": create, "convert": convert, "diff": diff, "check": check,
+		"merge": merge, "flatten": flatten,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
@@ -259,28 +264,37 @@ func convert(ctx context.Context, args []string, stdout, stderr io.Writer) (int,
 		return 1, fmt.Errorf("bad format %q: vhd, vhdx or raw", *format)
 	}
 	start := time.Now()
-	var last time.Time
-	if !*quiet && isTerminal(stderr) {
-		o.Progress = func(done, total int64) {
-			if now := time.Now(); now.Sub(last) > 100*time.Millisecond || done == total {
-				last = now
-				pct := 100.0
-				if total > 0 {
-					pct = 100 * float64(done) / float64(total)
-				}
-				bar := strings.Repeat("#", int(pct/5)) + strings.Repeat(".", 20-int(pct/5))
-				fmt.Fprintf(stderr, "\r[%s] %5.1f%% %s of %s", bar, pct, human(done), human(total))
-				if done == total {
-					fmt.Fprintln(stderr)
-				}
-			}
-		}
+	if !*quiet {
+		o.Progress = progressBar(stderr)
 	}
 	if err := vhd.Convert(ctx, fs.Arg(1), fs.Arg(0), o); err != nil {
 		return 1, err
 	}
 	fmt.Fprintf(stdout, "converted %s to %s in %v\n", fs.Arg(0), fs.Arg(1), time.Since(start).Round(time.Millisecond))
 	return 0, nil
+}
+
+// progressBar returns a progress callback that draws a bar on w when w is a
+// terminal, and nil otherwise.
+func progressBar(w io.Writer) func(done, total int64) {
+	if !isTerminal(w) {
+		return nil
+	}
+	var last time.Time
+	return func(done, total int64) {
+		if now := time.Now(); now.Sub(last) > 100*time.Millisecond || done == total {
+			last = now
+			pct := 100.0
+			if total > 0 {
+				pct = 100 * float64(done) / float64(total)
+			}
+			bar := strings.Repeat("#", int(pct/5)) + strings.Repeat(".", 20-int(pct/5))
+			fmt.Fprintf(w, "\r[%s] %5.1f%% %s of %s", bar, pct, human(done), human(total))
+			if done == total {
+				fmt.Fprintln(w)
+			}
+		}
+	}
 }
 
 func isTerminal(w io.Writer) bool {
@@ -368,5 +382,27 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) (int, e
 	if !r.OK() {
 		return 2, nil
 	}
+	return 0, nil
+}
+
+func merge(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	if len(args) != 1 {
+		return 1, errors.New("usage: vhdtool merge CHILD")
+	}
+	if err := vhd.Merge(ctx, args[0], &vhd.MergeOptions{Progress: progressBar(stderr)}); err != nil {
+		return 1, err
+	}
+	fmt.Fprintf(stdout, "merged %s into its parent\n", args[0])
+	return 0, nil
+}
+
+func flatten(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	if len(args) != 1 {
+		return 1, errors.New("usage: vhdtool flatten IMAGE")
+	}
+	if err := vhd.Flatten(ctx, args[0], &vhd.MergeOptions{Progress: progressBar(stderr)}); err != nil {
+		return 1, err
+	}
+	fmt.Fprintf(stdout, "flattened %s\n", args[0])
 	return 0, nil
 }

@@ -40,6 +40,10 @@ func TestVhdtool(t *testing.T) {
 		{[]string{"diff", a, filepath.Join(dir, "e.vhd")}, 2, "1048576+6144\n1 ranges, 6.0 KiB differ"},
 		{[]string{"info", filepath.Join(dir, "missing.vhd")}, 1, ""},
 		{[]string{"check", b}, 0, "No errors were found."},
+		{[]string{"create", "-parent", a, filepath.Join(dir, "m.vhd")}, 0, "differencing VHD"},
+		{[]string{"merge", filepath.Join(dir, "m.vhd")}, 0, "merged"},
+		{[]string{"flatten", filepath.Join(dir, "m.vhd")}, 0, "flattened"},
+		{[]string{"merge", a}, 1, ""},
 		{[]string{"check", filepath.Join(dir, "missing.vhd")}, 1, ""},
 		{[]string{"frobnicate"}, 1, ""},
 	}

@@ -142,11 +142,7 @@ func (d *Disk) layout() (leaked int64, problems []Problem) {
 			if e == unusedEntry {
 				continue
 			}
-			start := int64(e) * SectorSize
-			if d.info.Type == Differencing {
-				start -= footerSize // the old footer each new block leaves before itself
-			}
-			used = append(used, Extent{start, int64(e)*SectorSize - start + dy.bmSize + dy.blockSize})
+			used = append(used, Extent{int64(e) * SectorSize, dy.bmSize + dy.blockSize})
 		}
 		var tail [footerSize]byte
 		if readFull(d.st, tail[:], fi-footerSize) == nil && bytes.Equal(tail[:], d.footer) {
@@ -175,8 +171,9 @@ func (d *Disk) layout() (leaked int64, problems []Problem) {
 		if i > 0 && u.Offset < used[i-1].End() && u.Offset >= 0 {
 			problems = append(problems, Problem{Image: d.name, Offset: u.Offset, What: fmt.Sprintf("structures at %#x and %#x overlap", used[i-1].Offset, u.Offset)})
 		}
-		if u.Offset > end {
-			leaked += u.Offset - end
+		// A differencing VHD leaves the old footer before each new block.
+		if gap := u.Offset - end; gap > 0 && !(gap == footerSize && d.dyn != nil && d.info.Type == Differencing) {
+			leaked += gap
 		}
 		end = max(end, u.End())
 	}

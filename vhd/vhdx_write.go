@@ -382,16 +382,21 @@ func (d *Disk) writeVHDXBlock(blk, in int64, data []byte) error {
 		}
 		x.setBAT(idx, uint64(pos/vhdxMB)<<20|payloadPartiallyPresent)
 		e = x.bat[idx]
+		// Bits an earlier, freed incarnation of the block left behind
+		// must not claim sectors of the new one.
+		if err := d.updateSectorBits(blk, 0, x.blockSize/ss, false); err != nil {
+			return err
+		}
 	}
 	if err := writeFull(w.file, data, int64(e>>20)*vhdxMB+in); err != nil {
 		return err
 	}
-	return d.setSectorBits(blk, in/ss, (in+int64(len(data)))/ss)
+	return d.updateSectorBits(blk, in/ss, (in+int64(len(data)))/ss, true)
 }
 
-// setSectorBits marks sectors [s0, s1) of block blk as the child's in the
-// chunk's sector bitmap, allocating the bitmap block if needed.
-func (d *Disk) setSectorBits(blk, s0, s1 int64) error {
+// updateSectorBits sets (or clears) the bits of sectors [s0, s1) of block
+// blk in the chunk's sector bitmap, allocating the bitmap block if needed.
+func (d *Disk) updateSectorBits(blk, s0, s1 int64, set bool) error {
 	x := d.vhdx
 	w := x.w
 	chunk := blk / x.chunkRatio
@@ -416,7 +421,11 @@ func (d *Disk) setSectorBits(blk, s0, s1 int64) error {
 		}
 		b = slices.Clone(b)
 		for ; s < first+s1 && (s/8)&^(logSector-1) == page; s++ {
-			b[s/8-page] |= 1 << (s % 8)
+			if set {
+				b[s/8-page] |= 1 << (s % 8)
+			} else {
+				b[s/8-page] &^= 1 << (s % 8)
+			}
 		}
 		w.ov.pages[base+page] = b
 	}

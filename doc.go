@@ -5,9 +5,9 @@
 //
 //   - [github.com/vmmkit/vmmkit/vhd]: read, write and create VHD and VHDX
 //     images (fixed, dynamic, differencing), with chains, extent walks,
-//     crash-safe writes (the VHDX log included) and conversion between raw,
-//     VHD and VHDX. Merge, compact, check, diff and resize are planned, with
-//     the vhdtool example.
+//     crash-safe writes (the VHDX log included), conversion between raw,
+//     VHD and VHDX, check and repair, diff, merge, flatten and compact
+//     (examples/vhdtool runs them). Resize is planned.
 //
 // Planned:
 //

@@ -7,6 +7,7 @@
 //	vhdtool check [-repair] [-json] IMAGE
 //	vhdtool merge CHILD          (commit a differencing image into its parent)
 //	vhdtool flatten IMAGE        (collapse a chain into one image, in place)
+//	vhdtool compact IMAGE        (free zero blocks, shrink the file)
 //
 // SIZE takes K, M, G and T suffixes (powers of 1024). convert detects the
 // source format from its content (raw when it is neither VHD nor VHDX) and
@@ -45,6 +46,7 @@ const usage = `usage:
   vhdtool check [-repair] [-json] IMAGE
   vhdtool merge CHILD
   vhdtool flatten IMAGE
+  vhdtool compact IMAGE
 `
 
 // run executes one command and returns the exit status.
@@ -55,7 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) (int, error){
 		"info": info, "create": create, "convert": convert, "diff": diff, "check": check,
-		"merge": merge, "flatten": flatten,
+		"merge": merge, "flatten": flatten, "compact": compact,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
@@ -404,5 +406,17 @@ func flatten(ctx context.Context, args []string, stdout, stderr io.Writer) (int,
 		return 1, err
 	}
 	fmt.Fprintf(stdout, "flattened %s\n", args[0])
+	return 0, nil
+}
+
+func compact(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	if len(args) != 1 {
+		return 1, errors.New("usage: vhdtool compact IMAGE")
+	}
+	r, err := vhd.Compact(ctx, args[0], &vhd.CompactOptions{Progress: progressBar(stderr)})
+	if err != nil {
+		return 1, err
+	}
+	fmt.Fprintf(stdout, "compacted %s: %d blocks freed, %d moved, %s -> %s\n", args[0], r.BlocksDropped, r.BlocksMoved, human(r.SizeBefore), human(r.SizeAfter))
 	return 0, nil
 }

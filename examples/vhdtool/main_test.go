@@ -44,6 +44,8 @@ func TestVhdtool(t *testing.T) {
 		{[]string{"merge", filepath.Join(dir, "m.vhd")}, 0, "merged"},
 		{[]string{"flatten", filepath.Join(dir, "m.vhd")}, 0, "flattened"},
 		{[]string{"merge", a}, 1, ""},
+		{[]string{"compact", a}, 0, "compacted"},
+		{[]string{"compact", filepath.Join(dir, "missing.vhd")}, 1, ""},
 		{[]string{"check", filepath.Join(dir, "missing.vhd")}, 1, ""},
 		{[]string{"frobnicate"}, 1, ""},
 	}

@@ -3,6 +3,7 @@ package vhd
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -369,4 +370,77 @@ func BenchmarkReadDynamic(b *testing.B) {
 			}
 		}
 	}
+}
+
+// BenchmarkMergeVsRead merges a child that changed 10 % of a parent made
+// from the mixed source, and compares the time with reading the child's
+// own data, in one run (target: merge ≤ 2× the read).
+//
+//	go test ./vhd -run '^$' -bench MergeVsRead -benchtime 1x
+func BenchmarkMergeVsRead(b *testing.B) {
+	size := benchSize(b)
+	src, outDir := benchFiles(b, size, benchSource)
+	for b.Loop() {
+		for _, ext := range []string{".vhd", ".vhdx"} {
+			mergeVsRead(b, src, outDir, ext, size)
+		}
+	}
+}
+
+func mergeVsRead(b *testing.B, src, outDir, ext string, size int64) {
+	parent := filepath.Join(outDir, "parent"+ext)
+	child := filepath.Join(outDir, "child"+ext)
+	pristine := filepath.Join(outDir, "pristine"+ext)
+	os.Remove(pristine)
+	if err := Convert(context.Background(), pristine, src, nil); err != nil {
+		b.Fatal(err)
+	}
+	// The child: 10 % of the disk rewritten, in 1 MiB pieces.
+	prepare := func() {
+		os.Remove(parent)
+		os.Remove(child)
+		if err := command("cp", "--sparse=always", pristine, parent)(); err != nil {
+			b.Fatal(err)
+		}
+		c, err := Create(child, 0, &CreateOptions{Parent: parent})
+		if err != nil {
+			b.Fatal(err)
+		}
+		r := rand.New(rand.NewPCG(3, 3))
+		buf := make([]byte, 1<<20)
+		for range size / 10 / int64(len(buf)) {
+			rand.NewChaCha8([32]byte{byte(r.Uint32())}).Read(buf)
+			if _, err := c.WriteAt(buf, r.Int64N(size/int64(len(buf)))*int64(len(buf))); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := c.Close(); err != nil {
+			b.Fatal(err)
+		}
+		warm(b, child)
+	}
+	readOwn := func() error {
+		c, err := Open(child)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		buf := make([]byte, 1<<20)
+		for _, e := range c.ownExtents() {
+			for off := e.Offset; off < e.End(); off += int64(len(buf)) {
+				n := min(int64(len(buf)), e.End()-off)
+				if _, err := c.ReadAt(buf[:n], off); err != nil && err != io.EOF {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	h := &harness{b: b, reps: 3, size: size / 10}
+	rd := h.run("read the child's own data "+ext, prepare, readOwn)
+	mg := h.run("vmmkit Merge "+ext, prepare, func() error { return Merge(context.Background(), child, nil) })
+	h.table(fmt.Sprintf("%s parent of %d MiB (mixed), child changed 10 %%; in %s", ext, size>>20, outDir))
+	ratio := h.rows[mg].min.Seconds() / h.rows[rd].min.Seconds()
+	b.ReportMetric(ratio, "merge/read"+ext)
+	fmt.Printf("ratio %-48s best %.2f  (target <= 2)\n", "merge time / read time "+ext, ratio)
 }

@@ -151,7 +151,7 @@ func (d *Disk) layout() (leaked int64, problems []Problem) {
 	case d.vhdx != nil:
 		x := d.vhdx
 		used = append(used, Extent{0, vhdxMB}, Extent{int64(x.header.logOffset), int64(x.header.logLength)},
-			Extent{x.metaOff, x.metaLen}, Extent{x.batOff, alignUp(int64(len(x.bat))*8, vhdxMB)})
+			Extent{x.metaOff, x.metaLen}, Extent{x.batOff, x.batLen})
 		for i, e := range x.bat {
 			s := e & 7
 			isBitmap := int64(i)%(x.chunkRatio+1) == x.chunkRatio
@@ -160,6 +160,10 @@ func (d *Disk) layout() (leaked int64, problems []Problem) {
 				used = append(used, Extent{int64(e>>20) * vhdxMB, vhdxMB})
 			case !isBitmap && (s == payloadFullyPresent || s == payloadPartiallyPresent):
 				used = append(used, Extent{int64(e>>20) * vhdxMB, x.blockSize})
+			case !isBitmap && e>>20 != 0:
+				// A zero or unmapped block that keeps its space (fixed
+				// images made by qemu-img, for one).
+				used = append(used, Extent{int64(e>>20) * vhdxMB, x.blockSize})
 			}
 		}
 	default:
@@ -167,9 +171,13 @@ func (d *Disk) layout() (leaked int64, problems []Problem) {
 	}
 	slices.SortFunc(used, func(a, b Extent) int { return int(min(max(a.Offset-b.Offset, -1), 1)) })
 	var end int64
+	var endOf int64 // start of the structure that reaches furthest so far
 	for i, u := range used {
-		if i > 0 && u.Offset < used[i-1].End() && u.Offset >= 0 {
-			problems = append(problems, Problem{Image: d.name, Offset: u.Offset, What: fmt.Sprintf("structures at %#x and %#x overlap", used[i-1].Offset, u.Offset)})
+		if i > 0 && u.Offset < end {
+			problems = append(problems, Problem{Image: d.name, Offset: u.Offset, What: fmt.Sprintf("structures at %#x and %#x overlap", endOf, u.Offset)})
+		}
+		if u.End() > end {
+			endOf = u.Offset
 		}
 		// A differencing VHD leaves the old footer before each new block.
 		if gap := u.Offset - end; gap > 0 && !(gap == footerSize && d.dyn != nil && d.info.Type == Differencing) {

@@ -201,7 +201,7 @@ func (c *compactor) move() error {
 		align = SectorSize
 	} else {
 		x := d.vhdx
-		metaEnd = max(int64(x.header.logOffset)+int64(x.header.logLength), x.metaOff+x.metaLen, x.batOff+alignUp(int64(len(x.bat))*8, vhdxMB))
+		metaEnd = max(int64(x.header.logOffset)+int64(x.header.logLength), x.metaOff+x.metaLen, x.batOff+x.batLen)
 		align = vhdxMB
 	}
 	// Free slots: the space between metadata and the last block that no
@@ -215,8 +215,13 @@ func (c *compactor) move() error {
 	if d.vhdx != nil {
 		x := d.vhdx
 		for i, e := range x.bat {
-			if int64(i)%(x.chunkRatio+1) == x.chunkRatio && e&7 == bitmapPresent {
+			isBitmap := int64(i)%(x.chunkRatio+1) == x.chunkRatio
+			switch s := e & 7; {
+			case isBitmap && s == bitmapPresent:
 				bitmaps = append(bitmaps, Extent{int64(e>>20) * vhdxMB, vhdxMB})
+			case !isBitmap && s != payloadFullyPresent && s != payloadPartiallyPresent && e>>20 != 0:
+				// A zero block that keeps its space: it stays too.
+				bitmaps = append(bitmaps, Extent{int64(e>>20) * vhdxMB, x.blockSize})
 			}
 		}
 		used = append(used, bitmaps...)

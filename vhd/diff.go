@@ -142,13 +142,34 @@ func sameImage(x, y *Disk) bool {
 func (d *Disk) ownExtents() []Extent {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
+	var blocks []blockRange
 	switch {
 	case d.closed:
 		return nil
 	case d.vhdx != nil:
-		return d.refine(d.vhdx.blocks(d.size))
+		blocks = d.vhdx.blocks(d.size)
+		if d.parent != nil {
+			// Zero-state blocks of a child hide the parent too.
+			blocks = append(blocks, d.vhdx.zeroBlocks(d.size)...)
+			slices.SortFunc(blocks, func(a, b blockRange) int { return int(min(max(a.disk.Offset-b.disk.Offset, -1), 1)) })
+		}
 	case d.dyn != nil:
-		return d.refine(d.dyn.blocks(d.size))
+		blocks = d.dyn.blocks(d.size)
+	default:
+		return []Extent{{0, d.size}}
 	}
-	return []Extent{{0, d.size}}
+	if d.parent != nil {
+		// In a child, a hole in a block reads as zeros over the parent's
+		// data: it is the child's, so it is not refined away.
+		var out []Extent
+		for _, b := range blocks {
+			if n := len(out); n > 0 && out[n-1].End() == b.disk.Offset {
+				out[n-1].Length += b.disk.Length
+			} else {
+				out = append(out, b.disk)
+			}
+		}
+		return out
+	}
+	return d.refine(blocks)
 }

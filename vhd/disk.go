@@ -501,8 +501,9 @@ func (d *Disk) WriteAt(p []byte, off int64) (int, error) {
 
 // Sync commits written data and metadata to stable storage.
 func (d *Disk) Sync() error {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
+	// A VHDX flush changes the pending metadata pages that reads consult.
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.closed {
 		return ErrClosed
 	}

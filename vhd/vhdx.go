@@ -112,6 +112,7 @@ type vhdxImage struct {
 	leaveAlloc    bool
 	metaOff       int64
 	metaLen       int64
+	batLen        int64       // bytes of the BAT region
 	w             *vhdxWriter // nil unless open for writing
 	parentKeys    map[string]string
 }
@@ -208,6 +209,10 @@ func (d *Disk) openVHDX(fileSize int64) error {
 	if !okB || !okM {
 		return formatErr(vhdxRegion1Off, "region table", detail(ErrFormat, "no BAT or metadata region"))
 	}
+	if bat[0] < meta[0]+meta[1] && meta[0] < bat[0]+bat[1] {
+		return formatErr(vhdxRegion1Off, "region table", detail(ErrFormat, "the BAT and metadata regions overlap"))
+	}
+	x.batLen = bat[1]
 	x.metaOff, x.metaLen = meta[0], meta[1]
 	if err := x.readMetadata(d, meta[0], meta[1]); err != nil {
 		return err
@@ -252,7 +257,7 @@ func (d *Disk) openVHDX(fileSize int64) error {
 		if !present {
 			continue
 		}
-		if foff < vhdxMB || foff+span > fileSize {
+		if foff < vhdxMB || e>>20 > uint64(fileSize-span)/vhdxMB {
 			return formatErr(x.batOff+int64(i)*8, "BAT entry "+strconv.Itoa(i), detail(ErrFormat, "block at %#x lies outside a %d-byte file", foff, fileSize))
 		}
 		if state == payloadPartiallyPresent && !x.hasParent {
@@ -330,7 +335,7 @@ func readRegionTable(st storage, off, fileSize int64) (map[UUID][2]int64, error)
 			}
 			continue
 		}
-		if foff%vhdxMB != 0 || foff < vhdxMB || foff > uint64(fileSize) || int64(foff)+int64(length) > fileSize || length%vhdxMB != 0 {
+		if foff%vhdxMB != 0 || foff < vhdxMB || foff > uint64(fileSize) || int64(foff)+int64(length) > fileSize || length%vhdxMB != 0 || length == 0 {
 			return nil, formatErr(off+16+32*int64(i), "region table entry "+strconv.Itoa(i), detail(ErrFormat, "region at %#x of %d bytes outside a %d-byte file", foff, length, fileSize))
 		}
 		out[id] = [2]int64{int64(foff), int64(length)}
@@ -568,6 +573,20 @@ func (x *vhdxImage) blocks(size int64) []blockRange {
 		}
 		off := blk * x.blockSize
 		out = append(out, blockRange{Extent{off, min(x.blockSize, size-off)}, int64(e>>20) * vhdxMB})
+	}
+	return out
+}
+
+// zeroBlocks lists the payload blocks in the ZERO, UNMAPPED or UNDEFINED
+// state, which read as zeros, clipped to size.
+func (x *vhdxImage) zeroBlocks(size int64) []blockRange {
+	var out []blockRange
+	payload := (size + x.blockSize - 1) / x.blockSize
+	for blk := range payload {
+		if s := x.bat[blk+blk/x.chunkRatio] & 7; s == payloadZero || s == payloadUnmapped || s == payloadUndefined {
+			off := blk * x.blockSize
+			out = append(out, blockRange{Extent{off, min(x.blockSize, size-off)}, -1})
+		}
 	}
 	return out
 }

@@ -16,8 +16,9 @@ const (
 	logDescSize     = 32
 	logDataPayload  = 4084
 	maxLogBytes     = 64 << 20
-	maxReplayPages  = 16 << 10 // 64 MiB of replayed pages at most
-	maxZeroReplayed = 1 << 30
+	maxReplayPages  = 16 << 10  // 64 MiB of replayed pages at most
+	maxZeroReplayed = 256 << 20 // zeros one entry may write
+	maxLogTarget    = 64 << 40  // no VHDX file is larger
 )
 
 // A logWrite is one 4 KiB-aligned write that a log entry records: data of
@@ -80,6 +81,10 @@ func parseLogEntry(log []byte, pos int64, guid UUID) *logEntry {
 		return nil
 	}
 	data := descBytes
+	var zeros int64
+	if e.lastOff > maxLogTarget {
+		return nil
+	}
 	for i := range count {
 		d := b[logHeaderSize+i*logDescSize:]
 		off := int64(le.Uint64(d[16:]))
@@ -89,12 +94,13 @@ func parseLogEntry(log []byte, pos int64, guid UUID) *logEntry {
 		switch string(d[0:4]) {
 		case "zero":
 			n := int64(le.Uint64(d[8:]))
-			if n%logSector != 0 || n < 0 || n > maxZeroReplayed {
+			zeros += n
+			if n%logSector != 0 || n < 0 || zeros > maxZeroReplayed || off > maxLogTarget {
 				return nil
 			}
 			e.writes = append(e.writes, logWrite{off: off, length: n})
 		case "desc":
-			if data+logSector > length {
+			if data+logSector > length || off > maxLogTarget {
 				return nil
 			}
 			s := b[data : data+logSector]
@@ -120,6 +126,16 @@ func parseLogEntry(log []byte, pos int64, guid UUID) *logEntry {
 func activeSequence(log []byte, guid UUID) []*logEntry {
 	var best []*logEntry
 	n := int64(len(log))
+	// Each position is parsed once: a chain is followed from every start.
+	parsed := make(map[int64]*logEntry)
+	parseLogEntry := func(log []byte, pos int64, guid UUID) *logEntry {
+		e, ok := parsed[pos]
+		if !ok {
+			e = parseLogEntry(log, pos, guid)
+			parsed[pos] = e
+		}
+		return e
+	}
 	for start := int64(0); start < n; start += logSector {
 		first := parseLogEntry(log, start, guid)
 		if first == nil {
@@ -258,6 +274,9 @@ func replayLog(st storage, writable bool, fileSize int64, h *vhdxHeaderInfo) (st
 			if w.data != nil {
 				o.pages[w.off] = w.data
 				continue
+			}
+			if int64(len(o.pages))+w.length/logSector > maxReplayPages {
+				return nil, 0, formatErr(int64(h.logOffset)+e.pos, "log entry", detail(ErrUnsupported, "replaying more than %d pages read-only", maxReplayPages))
 			}
 			for pg := w.off; pg < w.off+w.length; pg += logSector {
 				o.pages[pg] = nil

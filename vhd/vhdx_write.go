@@ -220,25 +220,25 @@ type vhdxWriter struct {
 // prepareVHDXWrite sets up writing after the image has been read.
 func (d *Disk) prepareVHDXWrite(fileSize int64) error {
 	x := d.vhdx
-	next := int64(vhdxMB)
-	for _, r := range [][2]int64{{int64(x.header.logOffset), int64(x.header.logLength)}, {x.batOff, alignUp(int64(len(x.bat))*8, vhdxMB)}, {x.metaOff, x.metaLen}} {
-		next = max(next, r[0]+r[1])
+	logOff, logLen := int64(x.header.logOffset), int64(x.header.logLength)
+	regions := []Extent{{x.batOff, x.batLen}, {x.metaOff, x.metaLen}}
+	if logLen < vhdxMB || logLen%vhdxMB != 0 || logOff%vhdxMB != 0 || logOff < vhdxMB || logOff+logLen > fileSize ||
+		slices.ContainsFunc(regions, func(r Extent) bool { return logOff < r.End() && r.Offset < logOff+logLen }) {
+		return formatErr(x.header.off+68, "VHDX header", detail(ErrUnsupported, "writing an image whose log (%d bytes at %#x) is empty, outside the file or over another region", logLen, logOff))
+	}
+	// New blocks go after everything the file holds, so that they start
+	// as holes. Space a crash left unreferenced stays until Compact.
+	next := alignUp(fileSize, vhdxMB)
+	for _, r := range append(regions, Extent{logOff, logLen}) {
+		next = max(next, alignUp(r.End(), vhdxMB))
 	}
 	for i, e := range x.bat {
-		if s := e & 7; s == payloadFullyPresent || s == payloadPartiallyPresent {
+		if e>>20 != 0 {
 			span := x.blockSize
 			if int64(i)%(x.chunkRatio+1) == x.chunkRatio {
 				span = vhdxMB
 			}
 			next = max(next, int64(e>>20)*vhdxMB+span)
-		}
-	}
-	next = alignUp(next, vhdxMB)
-	if fileSize > next {
-		// Blocks written but never referenced (a crash before a flush):
-		// reclaim them, so that new blocks start as holes.
-		if err := d.st.Truncate(next); err != nil {
-			return err
 		}
 	}
 	w := &vhdxWriter{file: d.st, next: next}
@@ -453,6 +453,9 @@ func (d *Disk) flushVHDX() error {
 	// As many pages per round as the log holds in entries at its start.
 	perEntry := int64(100) // one descriptor sector holds 126
 	capacity := int64(x.header.logLength) / ((perEntry + 1) * logSector) * perEntry
+	if capacity < 1 {
+		return formatErr(x.header.off+68, "VHDX header", detail(ErrUnsupported, "log of %d bytes is too small", x.header.logLength))
+	}
 	for len(offs) > 0 {
 		round := offs[:min(int64(len(offs)), capacity)]
 		offs = offs[len(round):]
@@ -488,6 +491,13 @@ func (d *Disk) flushVHDX() error {
 		}
 		for _, off := range round {
 			delete(w.ov.pages, off)
+		}
+		// The round is in place: blank its entries, so that no reader
+		// (qemu does not check tails) can replay them after newer ones.
+		// The next flush's first sync makes this durable before new
+		// entries go into the log.
+		if err := writeFull(w.file, make([]byte, pos), int64(x.header.logOffset)); err != nil {
+			return err
 		}
 	}
 	return nil

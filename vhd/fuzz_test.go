@@ -67,3 +67,32 @@ func FuzzNewDisk(f *testing.F) {
 		_ = d.Info()
 	})
 }
+
+// FuzzLog feeds arbitrary bytes to the VHDX log parser as a log region,
+// seeded with real entries, a sequence of two and a torn one.
+func FuzzLog(f *testing.F) {
+	guid := UUID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	page := func(c byte) []byte { return bytes.Repeat([]byte{c}, logSector) }
+	e1 := encodeLogEntry(guid, 1, 0, 8<<20, []logWrite{{off: 3 << 20, data: page(1)}, {off: 3<<20 + logSector, data: page(2)}})
+	e2 := encodeLogEntry(guid, 2, 0, 8<<20, []logWrite{{off: 2 << 20, data: page(3)}})
+	log := make([]byte, 64<<10)
+	copy(log, e1)
+	copy(log[len(e1):], e2)
+	f.Add(bytes.Clone(log))
+	torn := bytes.Clone(log)
+	torn[len(e1)+100] ^= 0xff
+	f.Add(torn)
+	f.Add(make([]byte, 64<<10))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) == 0 || len(b)%logSector != 0 {
+			b = append(b, make([]byte, logSector-len(b)%logSector)...)
+		}
+		for _, e := range activeSequence(b, guid) {
+			for _, w := range e.writes {
+				if w.off%logSector != 0 || (w.data != nil && len(w.data) != logSector) || w.length < 0 {
+					t.Fatalf("bad write %+v", w)
+				}
+			}
+		}
+	})
+}

@@ -63,11 +63,18 @@ func createVHDX(name string, size int64, o *CreateOptions, parent *Disk) (*Disk,
 	if parent != nil && o.LogicalSectorSize != parent.info.LogicalSectorSize {
 		o.LogicalSectorSize = parent.info.LogicalSectorSize
 	}
+	return createWith(name, o.ParentOptions, func(f *os.File) error { return writeNewVHDX(f, size, o, parent) })
+}
+
+// createWith makes the file name (which must not exist), lays out an image
+// in it with write, syncs it and opens it for writing. On any error it
+// removes the file.
+func createWith(name string, oo *OpenOptions, write func(*os.File) error) (*Disk, error) {
 	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	err = writeNewVHDX(f, size, o, parent)
+	err = write(f)
 	if err == nil {
 		err = datasync(f)
 	}
@@ -78,7 +85,7 @@ func createVHDX(name string, size int64, o *CreateOptions, parent *Disk) (*Disk,
 		os.Remove(name)
 		return nil, fmt.Errorf("create %s: %w", name, err)
 	}
-	d, err := OpenFile(name, os.O_RDWR, o.ParentOptions)
+	d, err := OpenFile(name, os.O_RDWR, oo)
 	if err != nil {
 		os.Remove(name)
 		return nil, fmt.Errorf("create %s: reopen: %w", name, err)
@@ -183,27 +190,7 @@ func Create(name string, size int64, opts *CreateOptions) (*Disk, error) {
 		return nil, fmt.Errorf("create %s: %w", name, detail(ErrOutOfRange, "size %d rounded to a geometry exceeds 2040 GiB", size))
 	}
 
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	err = writeNewImage(f, size, geo, &o, parent)
-	if err == nil {
-		err = datasync(f)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(name)
-		return nil, fmt.Errorf("create %s: %w", name, err)
-	}
-	d, err := OpenFile(name, os.O_RDWR, o.ParentOptions)
-	if err != nil {
-		os.Remove(name)
-		return nil, fmt.Errorf("create %s: reopen: %w", name, err)
-	}
-	return d, nil
+	return createWith(name, o.ParentOptions, func(f *os.File) error { return writeNewImage(f, size, geo, &o, parent) })
 }
 
 // vhdSize returns the current size and geometry to record for a disk of
@@ -301,6 +288,24 @@ func writeNewImage(f *os.File, size int64, geo Geometry, o *CreateOptions, paren
 	return err
 }
 
+// relativeParent returns the path of the parent at abs relative to the
+// directory of the image child, with slashes, starting with "./" or "../".
+func relativeParent(child, abs string) (string, error) {
+	childAbs, err := filepath.Abs(child)
+	if err != nil {
+		return "", err
+	}
+	rel, err := filepath.Rel(filepath.Dir(childAbs), abs)
+	if err != nil {
+		return "", err
+	}
+	rel = filepath.ToSlash(rel)
+	if !strings.HasPrefix(rel, "../") {
+		rel = "./" + rel
+	}
+	return rel, nil
+}
+
 type locatorData struct {
 	code uint32
 	data []byte
@@ -309,17 +314,9 @@ type locatorData struct {
 // parentLocators encodes where the parent at abs is, as seen from the
 // image being created at child.
 func parentLocators(child, abs string) ([]locatorData, error) {
-	childAbs, err := filepath.Abs(child)
+	rel, err := relativeParent(child, abs)
 	if err != nil {
 		return nil, err
-	}
-	rel, err := filepath.Rel(filepath.Dir(childAbs), abs)
-	if err != nil {
-		return nil, err
-	}
-	rel = filepath.ToSlash(rel)
-	if !strings.HasPrefix(rel, "../") {
-		rel = "./" + rel
 	}
 	utf16le := func(s string) []byte {
 		u := utf16.Encode([]rune(strings.ReplaceAll(s, "/", `\`)))

@@ -160,17 +160,9 @@ func vhdxParentLocator(child, parentPath string, link UUID) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	childAbs, err := filepath.Abs(child)
+	rel, err := relativeParent(child, abs)
 	if err != nil {
 		return nil, err
-	}
-	rel, err := filepath.Rel(filepath.Dir(childAbs), abs)
-	if err != nil {
-		return nil, err
-	}
-	rel = filepath.ToSlash(rel)
-	if !strings.HasPrefix(rel, "../") {
-		rel = "./" + rel
 	}
 	return encodeLocatorKV([][2]string{
 		{"parent_linkage", "{" + guidString(link) + "}"},

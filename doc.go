@@ -6,8 +6,8 @@
 //   - [github.com/vmmkit/vmmkit/vhd]: read, write and create VHD and VHDX
 //     images (fixed, dynamic, differencing), with chains, extent walks,
 //     crash-safe writes (the VHDX log included), conversion between raw,
-//     VHD and VHDX, check and repair, diff, merge, flatten and compact
-//     (examples/vhdtool runs them). Resize is planned.
+//     VHD and VHDX, check and repair, diff, merge, flatten, compact and
+//     resize (examples/vhdtool runs them).
 //
 // Planned:
 //

@@ -113,8 +113,8 @@
 //
 // VHD images hold at most 2040 GiB ([MaxVHDSize]) in blocks of 512 B to
 // 256 MiB; VHDX images hold at most 64 TiB in blocks of 1 MiB to 256 MiB.
-// [Check], [Diff], [Merge], [Flatten] and [Compact] work on both formats;
-// resizing images is not implemented yet.
+// [Check], [Diff], [Merge], [Flatten], [Compact] and [Resize] work on both
+// formats.
 // Malformed images give a [*FormatError] that says which structure is wrong
 // and where; such input never panics and never makes the package allocate
 // more than the file holds.

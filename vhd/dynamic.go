@@ -75,7 +75,8 @@ func (d *Disk) openDynamic(foot *footer, fileSize int64, tailOK bool) error {
 
 	// Blocks must lie past the headers and the BAT; new blocks also go
 	// past the parent locators' data.
-	meta := max(hOff+dynHeaderSize, batOff+alignUp(int64(h.MaxTableEntries)*4, SectorSize))
+	batEnd := batOff + alignUp(int64(h.MaxTableEntries)*4, SectorSize)
+	meta := max(hOff+dynHeaderSize, batEnd)
 	end := meta
 	var pastEOF []int64 // starts of blocks that reach past the end of the file
 	if d.info.Type == Differencing {
@@ -90,7 +91,9 @@ func (d *Disk) openDynamic(foot *footer, fileSize int64, tailOK bool) error {
 			continue
 		}
 		start, stop := int64(e)*SectorSize, dy.blockEnd(e)
-		if start < meta {
+		// Blocks lie clear of the footer copy, the dynamic header and the
+		// BAT (which Resize may have moved after the blocks).
+		if start < footerSize || (start < hOff+dynHeaderSize && stop > hOff) || (start < batEnd && stop > batOff) {
 			return formatErr(batOff+int64(i)*4, "BAT entry "+strconv.Itoa(i), detail(ErrFormat, "block at %#x-%#x overlaps metadata or lies past the end of a %d-byte file", start, stop, fileSize))
 		}
 		if stop > fileSize {

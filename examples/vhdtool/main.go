@@ -8,6 +8,7 @@
 //	vhdtool merge CHILD          (commit a differencing image into its parent)
 //	vhdtool flatten IMAGE        (collapse a chain into one image, in place)
 //	vhdtool compact IMAGE        (free zero blocks, shrink the file)
+//	vhdtool resize IMAGE SIZE    (grow; shrink only over unallocated space)
 //
 // SIZE takes K, M, G and T suffixes (powers of 1024). convert detects the
 // source format from its content (raw when it is neither VHD nor VHDX) and
@@ -47,6 +48,7 @@ const usage = `usage:
   vhdtool merge CHILD
   vhdtool flatten IMAGE
   vhdtool compact IMAGE
+  vhdtool resize IMAGE SIZE
 `
 
 // run executes one command and returns the exit status.
@@ -57,7 +59,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) (int, error){
 		"info": info, "create": create, "convert": convert, "diff": diff, "check": check,
-		"merge": merge, "flatten": flatten, "compact": compact,
+		"merge": merge, "flatten": flatten, "compact": compact, "resize": resize,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
@@ -418,5 +420,20 @@ func compact(ctx context.Context, args []string, stdout, stderr io.Writer) (int,
 		return 1, err
 	}
 	fmt.Fprintf(stdout, "compacted %s: %d blocks freed, %d moved, %s -> %s\n", args[0], r.BlocksDropped, r.BlocksMoved, human(r.SizeBefore), human(r.SizeAfter))
+	return 0, nil
+}
+
+func resize(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	if len(args) != 2 {
+		return 1, errors.New("usage: vhdtool resize IMAGE SIZE")
+	}
+	size, err := parseSize(args[1])
+	if err != nil {
+		return 1, err
+	}
+	if err := vhd.Resize(ctx, args[0], size, nil); err != nil {
+		return 1, err
+	}
+	fmt.Fprintf(stdout, "resized %s to %s\n", args[0], human(size))
 	return 0, nil
 }

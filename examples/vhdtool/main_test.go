@@ -45,6 +45,8 @@ func TestVhdtool(t *testing.T) {
 		{[]string{"flatten", filepath.Join(dir, "m.vhd")}, 0, "flattened"},
 		{[]string{"merge", a}, 1, ""},
 		{[]string{"compact", a}, 0, "compacted"},
+		{[]string{"resize", a, "8M"}, 0, "resized"},
+		{[]string{"resize", a, "1M"}, 1, ""}, // data past 1 MiB
 		{[]string{"compact", filepath.Join(dir, "missing.vhd")}, 1, ""},
 		{[]string{"check", filepath.Join(dir, "missing.vhd")}, 1, ""},
 		{[]string{"frobnicate"}, 1, ""},

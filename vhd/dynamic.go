@@ -257,6 +257,17 @@ func (d *Disk) readPartial(p []byte, e uint32, in, off int64) error {
 		return err
 	}
 	bit := func(s int64) bool { return bitSet(bm, s-s0&^7) }
+	return d.readRuns(p, in, off, SectorSize, bit, func(q []byte, from int64) error {
+		return d.readBlockData(q, base+dy.bmSize+from)
+	})
+}
+
+// readRuns fills p, the bytes from offset in of one block (off on the
+// disk), run by run of sectors of size ss: where bit says a sector is the
+// image's own, readOwn reads it (given its offset in the block), elsewhere
+// it comes from the parent. Sector numbers count from the block's start.
+func (d *Disk) readRuns(p []byte, in, off, ss int64, bit func(s int64) bool, readOwn func(q []byte, from int64) error) error {
+	s0, s1 := in/ss, (in+int64(len(p))+ss-1)/ss
 	for s := s0; s < s1; {
 		own := bit(s)
 		t := s + 1
@@ -264,11 +275,11 @@ func (d *Disk) readPartial(p []byte, e uint32, in, off int64) error {
 			t++
 		}
 		// Bytes of the run [s, t) that fall inside p.
-		from, to := max(s*SectorSize, in), min(t*SectorSize, in+int64(len(p)))
+		from, to := max(s*ss, in), min(t*ss, in+int64(len(p)))
 		q := p[from-in : to-in]
 		var err error
 		if own {
-			err = d.readBlockData(q, base+dy.bmSize+from)
+			err = readOwn(q, from)
 		} else {
 			err = d.readParent(q, off+from-in)
 		}

@@ -537,29 +537,14 @@ func (d *Disk) readVHDXPartial(p []byte, blk, base, in, off int64) error {
 	if err := readFull(d.st, bm, int64(be>>20)*vhdxMB+first/8); err != nil {
 		return err
 	}
-	bit := func(s int64) bool { return bm[s/8-first/8]&(1<<(s%8)) != 0 }
 	blockFirst := (blk % x.chunkRatio) * (x.blockSize / ss)
-	for s := first; s <= last; {
-		own := bit(s)
-		t := s + 1
-		for t <= last && bit(t) == own {
-			t++
-		}
-		from := max((s-blockFirst)*ss, in)
-		to := min((t-blockFirst)*ss, in+int64(len(p)))
-		q := p[from-in : to-in]
-		var err error
-		if own {
-			err = readFull(d.st, q, base+from)
-		} else {
-			err = d.readParent(q, off+from-in)
-		}
-		if err != nil {
-			return err
-		}
-		s = t
+	bit := func(s int64) bool { // s counts from the block's first sector
+		s += blockFirst
+		return bm[s/8-first/8]&(1<<(s%8)) != 0
 	}
-	return nil
+	return d.readRuns(p, in, off, ss, bit, func(q []byte, from int64) error {
+		return readFull(d.st, q, base+from)
+	})
 }
 
 // blocks lists the payload blocks that hold data, clipped to size.

@@ -37,7 +37,7 @@ func Resize(ctx context.Context, name string, size int64, opts *OpenOptions) (er
 	size = alignUp(size, ss)
 	limit := int64(MaxVHDSize)
 	if d.vhdx != nil {
-		limit = vhdxMax(d)
+		limit = vhdxMaxSize
 	}
 	if size <= 0 || size > limit {
 		return fmt.Errorf("resize %s: %w", name, detail(ErrOutOfRange, "size %d is not between 1 byte and %d", size, limit))
@@ -63,8 +63,6 @@ func Resize(ctx context.Context, name string, size int64, opts *OpenOptions) (er
 	}
 	return nil
 }
-
-func vhdxMax(d *Disk) int64 { return vhdxMaxSize }
 
 // checkTailFree refuses a shrink that would drop data.
 func (d *Disk) checkTailFree(size int64) error {
@@ -97,7 +95,6 @@ func (d *Disk) setFooterSize(size int64, at int64) error {
 		return err
 	}
 	f.CurrentSize = uint64(size)
-	f.Geometry = Geometry{}
 	_, f.Geometry = vhdSize(size, false)
 	d.footer = f.marshal()
 	if f.DiskType != diskTypeFixed {

@@ -618,34 +618,21 @@ type blockRange struct {
 }
 
 func (d *Disk) extents() []Extent {
-	if d.closed {
+	var own []Extent
+	switch {
+	case d.closed:
 		return nil
-	}
-	if d.vhdx != nil {
-		own := d.refine(d.vhdx.blocks(d.size))
-		if d.parent == nil {
-			return own
-		}
-		d.parent.mu.RLock()
-		pe := d.parent.extents()
-		d.parent.mu.RUnlock()
-		return unionExtents(own, pe, d.size)
-	}
-	if d.dyn == nil {
-		if f, ok := d.st.(osFile); ok {
-			return fileExtents(f.File, d.size)
-		}
-		if r, ok := d.st.(readOnly); ok {
-			if f, ok := r.ReaderAt.(*os.File); ok {
-				return fileExtents(f, d.size)
-			}
-		}
-		if d.size == 0 {
-			return nil
-		}
+	case d.vhdx != nil:
+		own = d.refine(d.vhdx.blocks(d.size))
+	case d.dyn != nil:
+		own = d.refine(d.dyn.blocks(d.size))
+	case d.hostFile() != nil:
+		return fileExtents(d.hostFile(), d.size)
+	case d.size == 0:
+		return nil
+	default:
 		return []Extent{{0, d.size}}
 	}
-	own := d.refine(d.dyn.blocks(d.size))
 	if d.parent == nil {
 		return own
 	}

@@ -50,6 +50,21 @@ func qemuRaw(t testing.TB, img string) []byte {
 	return b
 }
 
+// qemuMake has qemu-img make the image img in format with options: empty
+// (qemu-img create), or with random content (qemu-img convert of a raw
+// file).
+func qemuMake(t testing.TB, qi, format, img, options string, size int64, content bool, seed uint64) string {
+	t.Helper()
+	if !content {
+		run(t, qi, "create", "-q", "-f", format, "-o", options, img, strconv.FormatInt(size, 10))
+		return img
+	}
+	src := img + ".raw"
+	require.NoError(t, os.WriteFile(src, randomRaw(t, size, seed), 0o644))
+	run(t, qi, "convert", "-f", "raw", "-O", format, "-o", options, src, img)
+	return img
+}
+
 func randomRaw(t testing.TB, size int64, seed uint64) []byte {
 	b := make([]byte, size)
 	r := rand.New(rand.NewPCG(seed, 1))
@@ -92,14 +107,7 @@ func TestQemuImagesReadIdentical(t *testing.T) {
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			img := filepath.Join(dir, fmt.Sprintf("q%d.vhd", i))
-			if tc.empty {
-				run(t, qi, "create", "-q", "-f", "vpc", "-o", tc.options, img, strconv.FormatInt(tc.size, 10))
-			} else {
-				src := filepath.Join(dir, fmt.Sprintf("src%d.raw", i))
-				require.NoError(t, os.WriteFile(src, randomRaw(t, tc.size, uint64(i)), 0o644))
-				run(t, qi, "convert", "-f", "raw", "-O", "vpc", "-o", tc.options, src, img)
-			}
+			img := qemuMake(t, qi, "vpc", filepath.Join(dir, fmt.Sprintf("q%d.vhd", i)), tc.options, tc.size, !tc.empty, uint64(i))
 			d := mustOpen(t, img, os.O_RDONLY)
 			want := qemuRaw(t, img)
 			assert.Equal(t, int64(len(want)), d.Size(), "size")
@@ -286,14 +294,7 @@ func TestQemuVHDXReadIdentical(t *testing.T) {
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			img := filepath.Join(dir, fmt.Sprintf("q%d.vhdx", i))
-			if tc.empty {
-				run(t, qi, "create", "-q", "-f", "vhdx", "-o", tc.options, img, strconv.FormatInt(tc.size, 10))
-			} else {
-				src := filepath.Join(dir, fmt.Sprintf("src%d.raw", i))
-				require.NoError(t, os.WriteFile(src, randomRaw(t, tc.size, uint64(i)), 0o644))
-				run(t, qi, "convert", "-f", "raw", "-O", "vhdx", "-o", tc.options, src, img)
-			}
+			img := qemuMake(t, qi, "vhdx", filepath.Join(dir, fmt.Sprintf("q%d.vhdx", i)), tc.options, tc.size, !tc.empty, uint64(i))
 			d := mustOpen(t, img, os.O_RDONLY)
 			assert.Equal(t, FormatVHDX, d.Format())
 			raw := filepath.Join(t.TempDir(), "out.raw")

@@ -130,6 +130,12 @@ type OpenOptions struct {
 	// the one recorded in the child nor its file's modification time. The
 	// parent's UUID must match in any case.
 	IgnoreParentTimestamp bool
+
+	// IgnoreParentLinkage accepts a VHDX parent whose data write GUID is not
+	// the one the child records: a parent written since the child was made.
+	// Reading such a child shows the child's blocks over the parent as it is
+	// now. It is meant for recovery, as after an interrupted Merge.
+	IgnoreParentLinkage bool
 }
 
 // storage is the byte store under an image.
@@ -252,8 +258,8 @@ func newDisk(st storage, fileSize int64, name string, writable bool, opts *OpenO
 		if err := d.openVHDX(fileSize); err != nil {
 			return nil, err
 		}
-		if want != nil && d.linkID != *want {
-			return nil, fmt.Errorf("%w: its data write GUID is %s", ErrParent, guidString(d.linkID))
+		if want != nil && d.linkID != *want && !opts.IgnoreParentLinkage {
+			return nil, fmt.Errorf("%w: its data write GUID is %s (the parent was written since the child was made; OpenOptions.IgnoreParentLinkage accepts it)", ErrParent, guidString(d.linkID))
 		}
 		if d.info.Type == Differencing {
 			if err := d.openChain(opts, seen); err != nil {

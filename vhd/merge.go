@@ -23,11 +23,11 @@ type MergeOptions struct {
 // and can be deleted. Other children of the parent see the parent change;
 // a VHDX parent gets a new data write GUID, so they refuse it from then on.
 //
-// Merge is safe to interrupt with a VHD parent: the child reads the same
-// at every point, and running Merge again completes the commit. A VHDX
-// parent gets its new data write GUID with the first write, so a child
-// whose commit was interrupted no longer opens; its content is in the
-// parent up to the interruption and in the child in full.
+// Merge is safe to interrupt: the child reads the same at every point, and
+// running Merge again completes the commit. A VHDX parent gets a new data
+// write GUID with its first write, so after an interruption its child opens
+// only with MergeOptions.Open.IgnoreParentLinkage set, which the rerun
+// needs too.
 func Merge(ctx context.Context, child string, opts *MergeOptions) (err error) {
 	var o MergeOptions
 	if opts != nil {

@@ -2,6 +2,7 @@ package vhd
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -72,4 +73,39 @@ func TestMergeAndFlatten(t *testing.T) {
 			assert.ErrorIs(t, err, ErrFormat, "a base image has nothing to merge into")
 		})
 	}
+}
+
+// An interrupted commit into a VHDX parent is finished by running Merge
+// again with IgnoreParentLinkage.
+func TestMergeInterruptedVHDX(t *testing.T) {
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base.vhdx")
+	d := mustCreate(t, base, 16<<20, &CreateOptions{BlockSize: 1 << 20})
+	m := newModel(t, d, nil, 1)
+	m.randomWrites(20, 1<<20)
+	require.NoError(t, d.Close())
+	child := filepath.Join(dir, "child.vhdx")
+	c := mustCreate(t, child, 0, &CreateOptions{Parent: base, BlockSize: 1 << 20})
+	cm := newModel(t, c, bytes.Clone(m.ref), 2)
+	cm.randomWrites(40, 1<<20)
+	require.NoError(t, c.Close())
+
+	ctx, cancel := context.WithCancel(t.Context())
+	err := Merge(ctx, child, &MergeOptions{Progress: func(done, total int64) {
+		if done > total/3 {
+			cancel()
+		}
+	}})
+	require.ErrorIs(t, err, context.Canceled)
+	_, err = Open(child)
+	require.ErrorIs(t, err, ErrParent)
+	assert.Contains(t, err.Error(), "IgnoreParentLinkage")
+
+	recovery := &OpenOptions{IgnoreParentLinkage: true}
+	r, err := OpenFile(child, os.O_RDONLY, recovery)
+	require.NoError(t, err)
+	checkContent(t, r, cm.ref, 1) // the child still reads as before
+	require.NoError(t, r.Close())
+	require.NoError(t, Merge(t.Context(), child, &MergeOptions{Open: recovery}))
+	checkContent(t, mustOpen(t, base, os.O_RDONLY), cm.ref, 2)
 }

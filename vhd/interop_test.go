@@ -40,14 +40,40 @@ func qemuVirtualSize(t testing.TB, img, format string) int64 {
 	return info.VirtualSize
 }
 
-// qemuRaw returns the content of img as qemu-img converts it to raw.
-func qemuRaw(t testing.TB, img string) []byte {
+// qemuRaw returns the content of img, in format (vpc or vhdx), as
+// qemu-img converts it to raw.
+func qemuRaw(t testing.TB, img, format string) []byte {
 	t.Helper()
 	raw := filepath.Join(t.TempDir(), "out.raw")
-	run(t, qemuImg(t), "convert", "-f", "vpc", "-O", "raw", img, raw)
+	run(t, qemuImg(t), "convert", "-f", format, "-O", "raw", img, raw)
 	b, err := os.ReadFile(raw)
 	require.NoError(t, err)
 	return b
+}
+
+// filledImage creates img with random content and random writes over it,
+// closes it, and returns it (closed) with its content.
+func filledImage(t *testing.T, img string, size int64, opts *CreateOptions, seed uint64, writes int, maxLen int64) (*Disk, []byte) {
+	t.Helper()
+	d := mustCreate(t, img, size, opts)
+	m := newModel(t, d, nil, seed)
+	copy(m.ref, randomRaw(t, d.Size(), seed))
+	m.write(m.ref, 0)
+	m.randomWrites(writes, maxLen)
+	require.NoError(t, d.Close())
+	return d, m.ref
+}
+
+// checkLibvhdi reads img through vhdiinfo and libvhdi's Python binding and
+// compares with d (closed) and its content ref.
+func checkLibvhdi(t *testing.T, d *Disk, img string, ref []byte) {
+	t.Helper()
+	size, typ := vhdiinfo(t, img)
+	assert.Equal(t, d.Size(), size, "vhdiinfo media size")
+	assert.Equal(t, d.Type().String(), typ)
+	psize, sums := pyvhdi(t, img)
+	assert.Equal(t, d.Size(), psize, "libvhdi media size")
+	assert.Equal(t, sha(ref), sums[0], "libvhdi content differs")
 }
 
 // qemuMake has qemu-img make the image img in format with options: empty
@@ -109,7 +135,7 @@ func TestQemuImagesReadIdentical(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			img := qemuMake(t, qi, "vpc", filepath.Join(dir, fmt.Sprintf("q%d.vhd", i)), tc.options, tc.size, !tc.empty, uint64(i))
 			d := mustOpen(t, img, os.O_RDONLY)
-			want := qemuRaw(t, img)
+			want := qemuRaw(t, img, "vpc")
 			assert.Equal(t, int64(len(want)), d.Size(), "size")
 			assert.Equal(t, qemuVirtualSize(t, img, "vpc"), d.Size())
 			got := readAll(t, d)
@@ -202,22 +228,11 @@ func TestOurImagesReadByTools(t *testing.T) {
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			img := filepath.Join(dir, fmt.Sprintf("ours%d.vhd", i))
-			d := mustCreate(t, img, tc.size, tc.opts)
-			m := newModel(t, d, nil, uint64(i))
-			copy(m.ref, randomRaw(t, d.Size(), uint64(i)))
-			m.write(m.ref, 0)
-			m.randomWrites(40, 256<<10)
-			require.NoError(t, d.Close())
+			d, ref := filledImage(t, img, tc.size, tc.opts, uint64(i), 40, 256<<10)
 
 			assert.Equal(t, d.Size(), qemuVirtualSize(t, img, "vpc"), "qemu-img virtual size")
-			assert.True(t, bytes.Equal(m.ref, qemuRaw(t, img)), "qemu-img convert -f vpc -O raw differs")
-
-			size, typ := vhdiinfo(t, img)
-			assert.Equal(t, d.Size(), size, "vhdiinfo media size")
-			assert.Equal(t, d.Type().String(), typ)
-			psize, sums := pyvhdi(t, img)
-			assert.Equal(t, d.Size(), psize, "libvhdi media size")
-			assert.Equal(t, sha(m.ref), sums[0], "libvhdi content differs")
+			assert.True(t, bytes.Equal(ref, qemuRaw(t, img, "vpc")), "qemu-img convert -f vpc -O raw differs")
+			checkLibvhdi(t, d, img, ref)
 		})
 	}
 }
@@ -297,10 +312,7 @@ func TestQemuVHDXReadIdentical(t *testing.T) {
 			img := qemuMake(t, qi, "vhdx", filepath.Join(dir, fmt.Sprintf("q%d.vhdx", i)), tc.options, tc.size, !tc.empty, uint64(i))
 			d := mustOpen(t, img, os.O_RDONLY)
 			assert.Equal(t, FormatVHDX, d.Format())
-			raw := filepath.Join(t.TempDir(), "out.raw")
-			run(t, qi, "convert", "-f", "vhdx", "-O", "raw", img, raw)
-			want, err := os.ReadFile(raw)
-			require.NoError(t, err)
+			want := qemuRaw(t, img, "vhdx")
 			assert.Equal(t, qemuVirtualSize(t, img, "vhdx"), d.Size())
 			got := readAll(t, d)
 			assert.True(t, bytes.Equal(want, got), "content differs from qemu-img convert -O raw")
@@ -329,29 +341,15 @@ func TestOurVHDXReadByTools(t *testing.T) {
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			img := filepath.Join(dir, fmt.Sprintf("ours%d.vhdx", i))
-			d := mustCreate(t, img, tc.size, tc.opts)
-			m := newModel(t, d, nil, uint64(i))
-			copy(m.ref, randomRaw(t, d.Size(), uint64(i)))
-			m.write(m.ref, 0)
-			m.randomWrites(30, 1<<20)
-			require.NoError(t, d.Close())
+			d, ref := filledImage(t, img, tc.size, tc.opts, uint64(i), 30, 1<<20)
 
 			if d.Info().LogicalSectorSize == 512 { // qemu opens only 512-byte-sector VHDX
 				out := run(t, qi, "check", "-f", "vhdx", img)
 				assert.Contains(t, out, "No errors were found", out)
 				assert.Equal(t, d.Size(), qemuVirtualSize(t, img, "vhdx"), "qemu-img virtual size")
-				raw := filepath.Join(t.TempDir(), "out.raw")
-				run(t, qi, "convert", "-f", "vhdx", "-O", "raw", img, raw)
-				got, err := os.ReadFile(raw)
-				require.NoError(t, err)
-				assert.True(t, bytes.Equal(m.ref, got), "qemu-img convert -f vhdx -O raw differs")
+				assert.True(t, bytes.Equal(ref, qemuRaw(t, img, "vhdx")), "qemu-img convert -f vhdx -O raw differs")
 			}
-
-			vsize, _ := vhdiinfo(t, img)
-			assert.Equal(t, d.Size(), vsize, "vhdiinfo media size")
-			psize, sums := pyvhdi(t, img)
-			assert.Equal(t, d.Size(), psize, "libvhdi media size")
-			assert.Equal(t, sha(m.ref), sums[0], "libvhdi content differs")
+			checkLibvhdi(t, d, img, ref)
 		})
 	}
 }

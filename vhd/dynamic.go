@@ -219,30 +219,36 @@ func setBits(bm []byte, from, to int64) {
 // readBlocks fills p from the blocks of a dynamic or differencing image.
 func (d *Disk) readBlocks(p []byte, off int64) error {
 	dy := d.dyn
-	for len(p) > 0 {
-		blk, in := off/dy.blockSize, off%dy.blockSize
-		n := min(int64(len(p)), dy.blockSize-in)
-		chunk := p[:n]
-		e := dy.bat[blk]
-		switch {
+	_, err := forBlocks(p, off, dy.blockSize, func(blk, in int64, chunk []byte) error {
+		switch e := dy.bat[blk]; {
 		case e == unusedEntry:
-			if err := d.readParent(chunk, off); err != nil {
-				return err
-			}
+			return d.readParent(chunk, blk*dy.blockSize+in)
 		case d.info.Type != Differencing:
 			// The bitmap of a dynamic image is all ones in practice and
 			// is ignored on reads, as qemu and Hyper-V do.
-			if err := d.readBlockData(chunk, int64(e)*SectorSize+dy.bmSize+in); err != nil {
-				return err
-			}
+			return d.readBlockData(chunk, int64(e)*SectorSize+dy.bmSize+in)
 		default:
-			if err := d.readPartial(chunk, e, in, off); err != nil {
-				return err
-			}
+			return d.readPartial(chunk, e, in, blk*dy.blockSize+in)
 		}
-		p, off = p[n:], off+n
+	})
+	return err
+}
+
+// forBlocks calls f, in order, for each piece of p at disk offset off that
+// lies within one block of size bs: blk is the block, in the piece's
+// offset within it. It returns the bytes of the pieces done before an
+// error.
+func forBlocks(p []byte, off, bs int64, f func(blk, in int64, piece []byte) error) (int, error) {
+	done := 0
+	for len(p) > 0 {
+		blk, in := off/bs, off%bs
+		n := min(int64(len(p)), bs-in)
+		if err := f(blk, in, p[:n]); err != nil {
+			return done, err
+		}
+		p, off, done = p[n:], off+n, done+int(n)
 	}
-	return nil
+	return done, nil
 }
 
 // readPartial reads a range of one allocated block of a differencing image:
@@ -324,17 +330,7 @@ func allZero(p []byte) bool {
 // allocating blocks as needed. The caller holds d.mu exclusively.
 // It returns the number of bytes written before any error.
 func (d *Disk) writeBlocks(p []byte, off int64) (int, error) {
-	dy := d.dyn
-	done := 0
-	for len(p) > 0 {
-		blk, in := off/dy.blockSize, off%dy.blockSize
-		n := min(int64(len(p)), dy.blockSize-in)
-		if err := d.writeBlock(blk, in, p[:n]); err != nil {
-			return done, err
-		}
-		p, off, done = p[n:], off+n, done+int(n)
-	}
-	return done, nil
+	return forBlocks(p, off, d.dyn.blockSize, d.writeBlock)
 }
 
 func (d *Disk) writeBlock(blk, in int64, data []byte) error {

@@ -495,28 +495,21 @@ func (x *vhdxImage) readParentLocator(d *Disk, b []byte, regionOff int64) error 
 // readVHDX fills p from a VHDX image's payload blocks.
 func (d *Disk) readVHDX(p []byte, off int64) error {
 	x := d.vhdx
-	for len(p) > 0 {
-		blk, in := off/x.blockSize, off%x.blockSize
-		n := min(int64(len(p)), x.blockSize-in)
-		chunk := p[:n]
+	_, err := forBlocks(p, off, x.blockSize, func(blk, in int64, chunk []byte) error {
 		e := x.bat[blk+blk/x.chunkRatio]
-		var err error
 		switch e & 7 {
 		case payloadFullyPresent:
-			err = readFull(d.st, chunk, int64(e>>20)*vhdxMB+in)
+			return readFull(d.st, chunk, int64(e>>20)*vhdxMB+in)
 		case payloadPartiallyPresent:
-			err = d.readVHDXPartial(chunk, blk, int64(e>>20)*vhdxMB, in, off)
+			return d.readVHDXPartial(chunk, blk, int64(e>>20)*vhdxMB, in, blk*x.blockSize+in)
 		case payloadNotPresent:
-			err = d.readParent(chunk, off)
+			return d.readParent(chunk, blk*x.blockSize+in)
 		default: // undefined, zero, unmapped
 			clear(chunk)
+			return nil
 		}
-		if err != nil {
-			return err
-		}
-		p, off = p[n:], off+n
-	}
-	return nil
+	})
+	return err
 }
 
 // readVHDXPartial reads a partially present block of a differencing VHDX:

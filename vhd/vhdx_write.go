@@ -306,14 +306,9 @@ func (d *Disk) writeVHDX(p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	x := d.vhdx
-	done := 0
-	for len(p) > 0 {
-		blk, in := off/x.blockSize, off%x.blockSize
-		n := min(int64(len(p)), x.blockSize-in)
-		if err := d.writeVHDXBlock(blk, in, p[:n]); err != nil {
-			return done, err
-		}
-		p, off, done = p[n:], off+n, done+int(n)
+	done, err := forBlocks(p, off, x.blockSize, d.writeVHDXBlock)
+	if err != nil {
+		return done, err
 	}
 	if len(x.w.ov.pages) > maxDirtyPages {
 		return done, d.flushVHDX()

@@ -20,6 +20,15 @@ packages=(
 	"qemu-utils|command -v qemu-img"
 	"libvhdi-utils|command -v vhdiinfo"
 	"python3-libvhdi|/usr/bin/python3 -c 'import pyvhdi'"
+	# p2v: real file systems and partition tables built in tests, and rsync
+	# as the anchor of the incremental-capture benchmark.
+	"e2fsprogs|command -v mkfs.ext4 && command -v debugfs && command -v e2fsck"
+	"ntfs-3g|command -v mkfs.ntfs && command -v ntfsfix && command -v ntfscat"
+	"dosfstools|command -v mkfs.vfat && command -v fsck.vfat"
+	"mtools|command -v mcopy"
+	"fdisk|command -v sfdisk"
+	"gdisk|command -v sgdisk"
+	"rsync|command -v rsync"
 )
 
 log() { printf 'testenv: %s\n' "$*" >&2; }

@@ -30,6 +30,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vmmkit/vmmkit/internal/termbar"
 	"github.com/vmmkit/vmmkit/vhd"
 )
 
@@ -174,11 +175,11 @@ func info(_ context.Context, args []string, stdout, stderr io.Writer) (int, erro
 		}
 		fmt.Fprintf(stdout, "%sfile:          %s\n", ind, o.File)
 		fmt.Fprintf(stdout, "%sformat:        %s %s\n", ind, o.Type, o.Format)
-		fmt.Fprintf(stdout, "%svirtual size:  %s (%d bytes)\n", ind, human(o.VirtualSize), o.VirtualSize)
-		fmt.Fprintf(stdout, "%sfile size:     %s\n", ind, human(o.FileSize))
-		fmt.Fprintf(stdout, "%sdata:          %s\n", ind, human(o.DataBytes))
+		fmt.Fprintf(stdout, "%svirtual size:  %s (%d bytes)\n", ind, termbar.Human(o.VirtualSize), o.VirtualSize)
+		fmt.Fprintf(stdout, "%sfile size:     %s\n", ind, termbar.Human(o.FileSize))
+		fmt.Fprintf(stdout, "%sdata:          %s\n", ind, termbar.Human(o.DataBytes))
 		if o.BlockSize > 0 {
-			fmt.Fprintf(stdout, "%sblock size:    %s\n", ind, human(o.BlockSize))
+			fmt.Fprintf(stdout, "%sblock size:    %s\n", ind, termbar.Human(o.BlockSize))
 		}
 		fmt.Fprintf(stdout, "%ssectors:       %d logical, %d physical\n", ind, o.LogicalSectorSize, o.PhysicalSectorSize)
 		if o.Geometry != "" {
@@ -191,18 +192,6 @@ func info(_ context.Context, args []string, stdout, stderr io.Writer) (int, erro
 		}
 	}
 	return 0, nil
-}
-
-func human(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 func create(_ context.Context, args []string, stdout, stderr io.Writer) (int, error) {
@@ -281,33 +270,11 @@ func convert(ctx context.Context, args []string, stdout, stderr io.Writer) (int,
 // progressBar returns a progress callback that draws a bar on w when w is a
 // terminal, and nil otherwise.
 func progressBar(w io.Writer) func(done, total int64) {
-	if !isTerminal(w) {
+	bar := termbar.New(w)
+	if bar == nil {
 		return nil
 	}
-	var last time.Time
-	return func(done, total int64) {
-		if now := time.Now(); now.Sub(last) > 100*time.Millisecond || done == total {
-			last = now
-			pct := 100.0
-			if total > 0 {
-				pct = 100 * float64(done) / float64(total)
-			}
-			bar := strings.Repeat("#", int(pct/5)) + strings.Repeat(".", 20-int(pct/5))
-			fmt.Fprintf(w, "\r[%s] %5.1f%% %s of %s", bar, pct, human(done), human(total))
-			if done == total {
-				fmt.Fprintln(w)
-			}
-		}
-	}
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return func(done, total int64) { bar.Draw(done, total, "") }
 }
 
 func diff(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
@@ -346,7 +313,7 @@ func diff(ctx context.Context, args []string, stdout, stderr io.Writer) (int, er
 		for _, e := range ranges {
 			fmt.Fprintf(stdout, "%d+%d\n", e.Offset, e.Length)
 		}
-		fmt.Fprintf(stdout, "%d ranges, %s differ\n", len(ranges), human(total))
+		fmt.Fprintf(stdout, "%d ranges, %s differ\n", len(ranges), termbar.Human(total))
 	}
 	if len(ranges) > 0 {
 		return 2, nil
@@ -377,7 +344,7 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) (int, e
 			fmt.Fprintln(stdout, p)
 		}
 		if r.LeakedBytes > 0 {
-			fmt.Fprintf(stdout, "%s of file space is not used by the image (compacting reclaims it)\n", human(r.LeakedBytes))
+			fmt.Fprintf(stdout, "%s of file space is not used by the image (compacting reclaims it)\n", termbar.Human(r.LeakedBytes))
 		}
 		if r.OK() {
 			fmt.Fprintln(stdout, "No errors were found.")
@@ -419,7 +386,7 @@ func compact(ctx context.Context, args []string, stdout, stderr io.Writer) (int,
 	if err != nil {
 		return 1, err
 	}
-	fmt.Fprintf(stdout, "compacted %s: %d blocks freed, %d moved, %s -> %s\n", args[0], r.BlocksDropped, r.BlocksMoved, human(r.SizeBefore), human(r.SizeAfter))
+	fmt.Fprintf(stdout, "compacted %s: %d blocks freed, %d moved, %s -> %s\n", args[0], r.BlocksDropped, r.BlocksMoved, termbar.Human(r.SizeBefore), termbar.Human(r.SizeAfter))
 	return 0, nil
 }
 
@@ -434,6 +401,6 @@ func resize(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	if err := vhd.Resize(ctx, args[0], size, nil); err != nil {
 		return 1, err
 	}
-	fmt.Fprintf(stdout, "resized %s to %s\n", args[0], human(size))
+	fmt.Fprintf(stdout, "resized %s to %s\n", args[0], termbar.Human(size))
 	return 0, nil
 }

@@ -1,0 +1,507 @@
+package p2v
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vmmkit/vmmkit/internal/testenv"
+)
+
+// extTools are the e2fsprogs programs the ext tests run.
+type extTools struct {
+	mkfs, debugfs, e2fsck string
+}
+
+func extNeedTools(t testing.TB) extTools {
+	t.Helper()
+	return extTools{
+		mkfs:    testenv.Tool(t, "VMM_TEST_MKFS_EXT4", "mkfs.ext4"),
+		debugfs: testenv.Tool(t, "VMM_TEST_DEBUGFS", "debugfs"),
+		e2fsck:  testenv.Tool(t, "VMM_TEST_E2FSCK", "e2fsck"),
+	}
+}
+
+// extRun runs a program and fails the test with its output when it fails.
+func extRun(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.CommandContext(t.Context(), name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// extGarbage makes a file of size bytes of random bytes with no zero 8-byte
+// word, so that free space left by mkfs holds garbage.
+func extGarbage(t testing.TB, path string, size int64, seed uint64) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, 3))
+	buf := make([]byte, 1<<20)
+	for i := 0; i < len(buf); i += 8 {
+		binary.LittleEndian.PutUint64(buf[i:], r.Uint64()|1)
+	}
+	f, err := os.Create(path)
+	require.NoError(t, err)
+	defer f.Close()
+	for off := int64(0); off < size; off += int64(len(buf)) {
+		_, err := f.WriteAt(buf[:min(int64(len(buf)), size-off)], off)
+		require.NoError(t, err)
+	}
+}
+
+// extTree returns files of random content by slash-separated path: empty,
+// tiny, block-sized and a few MiB, some in a subdirectory.
+func extTree(seed uint64) map[string][]byte {
+	r := rand.New(rand.NewPCG(seed, 5))
+	sizes := []int{0, 1, 1000, 4096, 70001, 1<<20 + 3, 3<<20 + 5, 12345, 2 << 20}
+	tree := map[string][]byte{}
+	for i, n := range sizes {
+		name := fmt.Sprintf("f%d.bin", i)
+		if i%3 == 1 {
+			name = "dir/sub/" + name
+		}
+		b := make([]byte, n)
+		for k := range b {
+			b[k] = byte(r.Uint32())
+		}
+		tree[name] = b
+	}
+	return tree
+}
+
+// extMkfs makes an ext file system of size bytes over garbage, populated
+// from tree, with the extra mke2fs arguments args, and returns the image.
+func extMkfs(t testing.TB, tl extTools, size int64, tree map[string][]byte, args ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	for name, b := range tree {
+		p := filepath.Join(src, filepath.FromSlash(name))
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, b, 0o644))
+	}
+	require.NoError(t, os.MkdirAll(src, 0o755))
+	img := filepath.Join(dir, "fs.img")
+	extGarbage(t, img, size, uint64(size))
+	all := append([]string{"-q", "-F", "-E", "nodiscard", "-d", src}, args...)
+	extRun(t, tl.mkfs, append(all, img)...)
+	return img
+}
+
+// extParseFile runs parseExt over the whole image file img.
+func extParseFile(t testing.TB, img string) (*fsUsage, error) {
+	t.Helper()
+	f, err := os.Open(img)
+	require.NoError(t, err)
+	defer f.Close()
+	st, err := f.Stat()
+	require.NoError(t, err)
+	return parseExt(f, st.Size())
+}
+
+// extCheckRanges checks the fsParser contract on Free: sorted, merged,
+// sector-aligned, non-empty ranges inside [0, size).
+func extCheckRanges(t testing.TB, free []Range, size int64) {
+	t.Helper()
+	for i, r := range free {
+		if r.Len <= 0 || r.Off < 0 || r.End() > size || r.Off%512 != 0 || r.Len%512 != 0 {
+			t.Fatalf("free range %d %+v is empty, unaligned or outside [0, %d)", i, r, size)
+		}
+		if i > 0 && r.Off <= free[i-1].End() {
+			t.Fatalf("free range %d %+v overlaps, touches or precedes %+v", i, r, free[i-1])
+		}
+	}
+}
+
+// extFreeBytes returns the total length of free.
+func extFreeBytes(free []Range) int64 {
+	var n int64
+	for _, r := range free {
+		n += r.Len
+	}
+	return n
+}
+
+var extStatsRE = regexp.MustCompile(`(?m)^(Free blocks|Block size):\s+(\d+)`)
+
+// extStatsFree returns the free block count and block size that debugfs
+// reads from the superblock.
+func extStatsFree(t testing.TB, tl extTools, img string) (free, blockSize int64) {
+	t.Helper()
+	out := extRun(t, tl.debugfs, "-R", "stats", img)
+	for _, m := range extStatsRE.FindAllStringSubmatch(out, -1) {
+		n, err := strconv.ParseInt(m[2], 10, 64)
+		require.NoError(t, err)
+		if m[1] == "Block size" {
+			blockSize = n
+		} else {
+			free = n
+		}
+	}
+	require.NotZero(t, blockSize, "no block size in debugfs stats:\n%s", out)
+	return free, blockSize
+}
+
+// extScribble is the decisive check: it overwrites every free range of a
+// copy of img with 0xA5, then e2fsck must find the copy clean and every file
+// of tree must read back unchanged.
+func extScribble(t testing.TB, tl extTools, img string, u *fsUsage, tree map[string][]byte) {
+	t.Helper()
+	data, err := os.ReadFile(img)
+	require.NoError(t, err)
+	for _, r := range u.Free {
+		for i := r.Off; i < r.End(); i++ {
+			data[i] = 0xA5
+		}
+	}
+	dir := t.TempDir()
+	cp := filepath.Join(dir, "scribbled.img")
+	require.NoError(t, os.WriteFile(cp, data, 0o644))
+
+	out, err := exec.CommandContext(t.Context(), tl.e2fsck, "-fn", cp).CombinedOutput()
+	require.NoError(t, err, "e2fsck -fn after overwriting the free ranges:\n%s", out)
+
+	var cmds strings.Builder
+	names := slices.Sorted(func(yield func(string) bool) {
+		for name := range tree {
+			if !yield(name) {
+				return
+			}
+		}
+	})
+	for i, name := range names {
+		fmt.Fprintf(&cmds, "dump /%s %s\n", name, filepath.Join(dir, strconv.Itoa(i)))
+	}
+	cmdFile := filepath.Join(dir, "cmds")
+	require.NoError(t, os.WriteFile(cmdFile, []byte(cmds.String()), 0o644))
+	extRun(t, tl.debugfs, "-f", cmdFile, cp)
+	for i, name := range names {
+		got, err := os.ReadFile(filepath.Join(dir, strconv.Itoa(i)))
+		require.NoError(t, err, "dump of /%s", name)
+		require.True(t, bytes.Equal(tree[name], got), "/%s changed after overwriting the free ranges", name)
+	}
+}
+
+// TestParseExtImages parses file systems made by mke2fs with many feature
+// combinations and checks that the free ranges are exactly the free blocks.
+func TestParseExtImages(t *testing.T) {
+	tl := extNeedTools(t)
+	const mib = 1 << 20
+	for _, tc := range []struct {
+		name  string
+		size  int64
+		typ   string
+		block int64 // allocation unit
+		args  []string
+	}{
+		{"ext4-default-4k", 32 * mib, "ext4", 4096, []string{"-b", "4096"}},
+		{"ext4-1k", 32 * mib, "ext4", 1024, []string{"-b", "1024"}},
+		{"ext4-2k", 32 * mib, "ext4", 2048, []string{"-b", "2048"}},
+		{"ext4-64k", 64 * mib, "ext4", 65536, []string{"-b", "65536"}},
+		{"ext2", 32 * mib, "ext2", 1024, []string{"-t", "ext2"}},
+		{"ext3", 32 * mib, "ext3", 4096, []string{"-t", "ext3", "-b", "4096"}},
+		{"no-flex_bg", 32 * mib, "ext4", 1024, []string{"-b", "1024", "-O", "^flex_bg"}},
+		{"no-64bit", 32 * mib, "ext4", 4096, []string{"-b", "4096", "-O", "^64bit"}},
+		{"uninit_bg", 32 * mib, "ext4", 1024, []string{"-b", "1024", "-O", "^metadata_csum,uninit_bg"}},
+		{"uninit_bg-32bit", 32 * mib, "ext4", 1024, []string{"-b", "1024", "-O", "^metadata_csum,^64bit,uninit_bg"}},
+		{"many-groups", 64 * mib, "ext4", 1024, []string{"-b", "1024", "-g", "1024"}},
+		{"many-groups-no-flex_bg", 64 * mib, "ext4", 1024, []string{"-b", "1024", "-g", "1024", "-O", "^flex_bg"}},
+		{"sparse_super2", 64 * mib, "ext4", 1024, []string{"-b", "1024", "-g", "1024", "-O", "sparse_super2"}},
+		{"meta_bg", 64 * mib, "ext4", 1024, []string{"-b", "1024", "-g", "1024", "-O", "meta_bg,^resize_inode"}},
+		{"bigalloc-1k", 32 * mib, "ext4", 16384, []string{"-b", "1024", "-O", "bigalloc", "-C", "16384"}},
+		{"bigalloc-4k", 64 * mib, "ext4", 65536, []string{"-b", "4096", "-O", "bigalloc", "-C", "65536"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tree := extTree(uint64(len(tc.name)))
+			img := extMkfs(t, tl, tc.size, tree, tc.args...)
+			u, err := extParseFile(t, img)
+			require.NoError(t, err)
+			assert.Equal(t, tc.typ, u.Type)
+			assert.Equal(t, tc.block, u.BlockSize)
+			extCheckRanges(t, u.Free, tc.size)
+
+			// A fresh file system's free-block counter is exact.
+			free, bs := extStatsFree(t, tl, img)
+			assert.Equal(t, free*bs, extFreeBytes(u.Free), "free bytes: debugfs says %d blocks of %d", free, bs)
+
+			extScribble(t, tl, img, u, tree)
+		})
+	}
+}
+
+// TestParseExtDeletedFile checks that the blocks of a file removed after
+// mkfs are reported free.
+func TestParseExtDeletedFile(t *testing.T) {
+	tl := extNeedTools(t)
+	for _, args := range [][]string{
+		{"-b", "1024"},
+		{"-t", "ext2", "-b", "4096"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			t.Parallel()
+			tree := extTree(9)
+			img := extMkfs(t, tl, 32<<20, tree, args...)
+			const victim = "f6.bin"
+			before, err := extParseFile(t, img)
+			require.NoError(t, err)
+
+			out := extRun(t, tl.debugfs, "-R", "blocks /"+victim, img)
+			var blocks []int64
+			for _, f := range strings.Fields(out) {
+				if n, err := strconv.ParseInt(f, 10, 64); err == nil {
+					blocks = append(blocks, n)
+				}
+			}
+			require.NotEmpty(t, blocks, "debugfs blocks /%s:\n%s", victim, out)
+			extRun(t, tl.debugfs, "-w", "-R", "rm /"+victim, img)
+			delete(tree, victim)
+
+			u, err := extParseFile(t, img)
+			require.NoError(t, err)
+			bs := u.BlockSize
+			for _, b := range blocks {
+				r := Range{Off: b * bs, Len: bs}
+				require.True(t, extCovered(u.Free, r), "block %d of the deleted file is not free", b)
+				require.False(t, extCovered(before.Free, r), "block %d of the file was free before deletion", b)
+			}
+			free, fsBlock := extStatsFree(t, tl, img)
+			assert.Equal(t, free*fsBlock, extFreeBytes(u.Free))
+			extScribble(t, tl, img, u, tree)
+		})
+	}
+}
+
+// extCovered reports whether r lies inside one range of rs.
+func extCovered(rs []Range, r Range) bool {
+	i, _ := slices.BinarySearchFunc(rs, r.Off, func(x Range, off int64) int {
+		switch {
+		case x.End() <= off:
+			return -1
+		case x.Off > off:
+			return 1
+		}
+		return 0
+	})
+	return i < len(rs) && rs[i].Off <= r.Off && r.End() <= rs[i].End()
+}
+
+// extPatch returns a copy of img with f applied to its bytes.
+func extPatch(t testing.TB, img string, f func(b []byte)) string {
+	t.Helper()
+	b, err := os.ReadFile(img)
+	require.NoError(t, err)
+	f(b)
+	p := filepath.Join(t.TempDir(), "patched.img")
+	require.NoError(t, os.WriteFile(p, b, 0o644))
+	return p
+}
+
+// extRequireFSError checks that err is a *FSError whose offset lies in
+// [lo, hi).
+func extRequireFSError(t testing.TB, err error, lo, hi int64) {
+	t.Helper()
+	var fe *FSError
+	require.ErrorAs(t, err, &fe)
+	assert.Equal(t, "ext4", fe.FS)
+	assert.True(t, fe.Off >= lo && fe.Off < hi, "error offset %d not in [%d, %d): %v", fe.Off, lo, hi, err)
+}
+
+// TestParseExtDamaged checks that damaged structures give a *FSError.
+func TestParseExtDamaged(t *testing.T) {
+	tl := extNeedTools(t)
+	tree := map[string][]byte{"a": bytes.Repeat([]byte("data"), 100000)}
+	const size = 16 << 20
+	args := []string{"-b", "1024", "-g", "2048"} // 8 groups
+	csum := extMkfs(t, tl, size, tree, args...)
+	crc16 := extMkfs(t, tl, size, tree, append(args, "-O", "^metadata_csum,uninit_bg")...)
+	// With 1 KiB blocks the descriptors start at block 2; each is 64 bytes.
+	const gdt, desc = 2048, 64
+
+	t.Run("descriptor-crc32c", func(t *testing.T) {
+		img := extPatch(t, csum, func(b []byte) { b[gdt+desc+0x0E] ^= 1 }) // group 1 free inodes
+		_, err := extParseFile(t, img)
+		extRequireFSError(t, err, gdt+desc, gdt+2*desc)
+	})
+	t.Run("descriptor-crc16", func(t *testing.T) {
+		img := extPatch(t, crc16, func(b []byte) { b[gdt+0x0E] ^= 1 }) // group 0 free inodes
+		_, err := extParseFile(t, img)
+		extRequireFSError(t, err, gdt, gdt+desc)
+	})
+	t.Run("superblock-crc32c", func(t *testing.T) {
+		img := extPatch(t, csum, func(b []byte) { b[1024+0x78] ^= 1 }) // volume name
+		_, err := extParseFile(t, img)
+		extRequireFSError(t, err, 1024, 2048)
+	})
+	t.Run("block-bitmap-crc32c", func(t *testing.T) {
+		var bitmap int64
+		img := extPatch(t, csum, func(b []byte) {
+			bitmap = int64(binary.LittleEndian.Uint32(b[gdt:])) * 1024
+			b[bitmap] &^= 1 // block 1, the superblock, now "free"
+		})
+		_, err := extParseFile(t, img)
+		extRequireFSError(t, err, bitmap, bitmap+1024)
+	})
+	t.Run("bitmap-out-of-range", func(t *testing.T) {
+		img := extPatch(t, crc16, func(b []byte) {
+			binary.LittleEndian.PutUint32(b[gdt+desc:], 1<<30) // group 1 block bitmap
+			fixCRC16(b, gdt, desc, 1)
+		})
+		_, err := extParseFile(t, img)
+		extRequireFSError(t, err, gdt+desc, gdt+2*desc)
+	})
+	t.Run("truncated", func(t *testing.T) {
+		f, err := os.Open(csum)
+		require.NoError(t, err)
+		defer f.Close()
+		_, err = parseExt(f, size-8192)
+		extRequireFSError(t, err, 1024, 2048)
+	})
+	t.Run("errors-recorded", func(t *testing.T) {
+		img := extPatch(t, crc16, func([]byte) {})
+		extRun(t, tl.debugfs, "-w", "-R", "ssv state 3", img)
+		_, err := extParseFile(t, img)
+		extRequireFSError(t, err, 1024, 2048)
+	})
+	t.Run("journal-not-empty", func(t *testing.T) {
+		img := extPatch(t, csum, func([]byte) {})
+		cmds := filepath.Join(t.TempDir(), "cmds")
+		require.NoError(t, os.WriteFile(cmds, []byte("jo\njw -b 300 /dev/null\njc\n"), 0o644))
+		extRun(t, tl.debugfs, "-w", "-f", cmds, img)
+		_, err := extParseFile(t, img)
+		extRequireFSError(t, err, 1024, 2048)
+	})
+	t.Run("journal-empty", func(t *testing.T) {
+		// needs_recovery with an empty log, as a frozen file system has.
+		want, err := extParseFile(t, csum)
+		require.NoError(t, err)
+		img := extPatch(t, csum, func([]byte) {})
+		extRun(t, tl.debugfs, "-w", "-R", "feature needs_recovery", img)
+		got, err := extParseFile(t, img)
+		require.NoError(t, err)
+		assert.Equal(t, want, got)
+	})
+}
+
+// fixCRC16 recomputes the gdt_csum checksum of descriptor g of a 64-bit
+// file system whose descriptor table is at byte gdt.
+func fixCRC16(b []byte, gdt, desc int, g uint32) {
+	d := b[gdt+int(g)*desc:][:desc]
+	var le [4]byte
+	binary.LittleEndian.PutUint32(le[:], g)
+	c := extCRC16(0xFFFF, b[1024+extSBUUID:][:16])
+	c = extCRC16(c, le[:])
+	c = extCRC16(c, d[:extGDChecksum])
+	c = extCRC16(c, d[extGDChecksum+2:])
+	binary.LittleEndian.PutUint16(d[extGDChecksum:], c)
+}
+
+// TestParseExtNotExt checks that data without an ext superblock gives
+// errNotFS.
+func TestParseExtNotExt(t *testing.T) {
+	random := make([]byte, 1<<20)
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range random {
+		random[i] = byte(r.Uint32())
+	}
+	for name, data := range map[string][]byte{
+		"random": random,
+		"zeros":  make([]byte, 1<<20),
+		"tiny":   {0x53, 0xEF},
+		"empty":  nil,
+	} {
+		_, err := parseExt(bytes.NewReader(data), int64(len(data)))
+		require.ErrorIs(t, err, errNotFS, name)
+	}
+
+	tl := extNeedTools(t)
+	img := extMkfs(t, tl, 8<<20, nil, "-b", "1024")
+	zeroed := extPatch(t, img, func(b []byte) { clear(b[1024:2048]) })
+	_, err := extParseFile(t, zeroed)
+	require.ErrorIs(t, err, errNotFS)
+}
+
+// extFuzzSeeds returns small file systems made by mke2fs, or none when it is
+// not installed.
+func extFuzzSeeds(f *testing.F) [][]byte {
+	mkfs := os.Getenv("VMM_TEST_MKFS_EXT4")
+	if mkfs == "" {
+		var err error
+		if mkfs, err = exec.LookPath("mkfs.ext4"); err != nil {
+			return nil
+		}
+	}
+	var seeds [][]byte
+	for i, args := range [][]string{
+		{"-t", "ext2", "-b", "1024", "-N", "16", "-g", "256"},
+		{"-O", "^has_journal,^metadata_csum,uninit_bg", "-b", "1024", "-N", "32", "-g", "256"},
+		{"-O", "^has_journal", "-b", "1024", "-N", "32", "-g", "256"},
+		{"-O", "^has_journal,meta_bg,^resize_inode", "-b", "1024", "-N", "32", "-g", "256"},
+	} {
+		img := filepath.Join(f.TempDir(), fmt.Sprintf("seed%d.img", i))
+		require.NoError(f, os.WriteFile(img, make([]byte, 256<<10), 0o644))
+		out, err := exec.Command(mkfs, append([]string{"-q", "-F", "-E", "nodiscard"}, append(args, img)...)...).CombinedOutput()
+		require.NoError(f, err, "%s", out)
+		b, err := os.ReadFile(img)
+		require.NoError(f, err)
+		_, err = parseExt(bytes.NewReader(b), int64(len(b)))
+		require.NoError(f, err, "seed %d (%s)", i, strings.Join(args, " "))
+		seeds = append(seeds, b)
+	}
+	return seeds
+}
+
+// FuzzParseExt checks that parseExt never panics and keeps its contract on
+// any input.
+func FuzzParseExt(f *testing.F) {
+	for _, s := range extFuzzSeeds(f) {
+		f.Add(s)
+	}
+	// Hand-made superblocks: magic only, and a plausible 1 KiB-block
+	// geometry with a descriptor table of garbage.
+	magic := make([]byte, 8192)
+	binary.LittleEndian.PutUint16(magic[1024+extSBMagic:], extMagic)
+	f.Add(magic)
+	geo := bytes.Clone(magic)
+	sb := geo[1024:]
+	binary.LittleEndian.PutUint32(sb[extSBInodesCount:], 16)
+	binary.LittleEndian.PutUint32(sb[extSBBlocksCountLo:], 8)
+	binary.LittleEndian.PutUint32(sb[extSBFirstDataBlock:], 1)
+	binary.LittleEndian.PutUint32(sb[extSBBlocksPerGroup:], 8192)
+	binary.LittleEndian.PutUint32(sb[extSBClustersPerGroup:], 8192)
+	binary.LittleEndian.PutUint32(sb[extSBInodesPerGroup:], 16)
+	binary.LittleEndian.PutUint32(sb[extSBRevLevel:], 1)
+	binary.LittleEndian.PutUint16(sb[extSBInodeSize:], 128)
+	binary.LittleEndian.PutUint32(geo[2048:], 3) // block bitmap
+	binary.LittleEndian.PutUint32(geo[2052:], 4) // inode bitmap
+	binary.LittleEndian.PutUint32(geo[2056:], 5) // inode table
+	f.Add(geo)
+	f.Add([]byte{})
+
+	f.Fuzz(func(t *testing.T, data []byte) {
+		size := int64(len(data))
+		u, err := parseExt(bytes.NewReader(data), size)
+		if err != nil {
+			var fe *FSError
+			if !errors.Is(err, errNotFS) && !errors.As(err, &fe) {
+				t.Fatalf("error is neither errNotFS nor *FSError: %v", err)
+			}
+			return
+		}
+		extCheckRanges(t, u.Free, size)
+	})
+}

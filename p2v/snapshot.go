@@ -1,0 +1,42 @@
+package p2v
+
+import "context"
+
+// A Snapshotter gives Capture a point-in-time view of a live source.
+//
+// Freeze makes the source stable: from its return until thaw is called, no
+// write reaches the disk, and everything written before the call is on it
+// (a file system's journal and caches flushed). Capture freezes only for its
+// last pass, after live passes have brought the image close to the source,
+// and calls thaw within Options.MaxFreeze even when that pass is still
+// running. Freeze must not block indefinitely and thaw must be safe to call
+// once after any successful Freeze.
+//
+// Implementations:
+//
+//   - FSFreezer (Linux) freezes a mounted file system with the FIFREEZE and
+//     FITHAW ioctls.
+//   - Offline does nothing, for disks that nothing writes to (unmounted, or
+//     a powered-off machine's disk attached elsewhere).
+//   - On Windows, the Volume Shadow Copy Service is the way: an
+//     implementation calls CreateVssBackupComponents, InitializeForBackup,
+//     SetBackupState, GatherWriterMetadata, StartSnapshotSet,
+//     AddToSnapshotSet for the volume, PrepareForBackup and DoSnapshotSet;
+//     it then reads the shadow copy's device (\\?\GLOBALROOT\Device\
+//     HarddiskVolumeShadowCopyN) instead of freezing the live volume, so
+//     Freeze returns at once with a Source switch rather than a pause, and
+//     thaw releases the snapshot (BackupComplete, release of the
+//     components). vmmkit does not ship it yet: it cannot be built or
+//     tested here, and an untested VSS client would be worse than none.
+type Snapshotter interface {
+	Freeze(ctx context.Context) (thaw func() error, err error)
+}
+
+// Offline is the Snapshotter of a source nothing writes to: Freeze does
+// nothing, and the single pass it leads to is consistent by itself.
+type Offline struct{}
+
+// Freeze returns at once.
+func (Offline) Freeze(context.Context) (func() error, error) {
+	return func() error { return nil }, nil
+}

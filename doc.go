@@ -8,12 +8,15 @@
 //     crash-safe writes (the VHDX log included), conversion between raw,
 //     VHD and VHDX, check and repair, diff, merge, flatten, compact and
 //     resize (examples/vhdtool runs them).
+//   - [github.com/vmmkit/vmmkit/p2v]: capture a physical disk into a VHD or
+//     VHDX reading only the blocks its file systems use (MBR and GPT; ext2/3/4,
+//     NTFS, FAT), at a consistent point in time (live passes, then a short
+//     freeze), with block-differencing incremental passes, a manifest of
+//     hashes, and a journal that makes every capture resumable
+//     (examples/p2v runs it).
 //
 // Planned:
 //
-//   - p2v: capture a physical disk into a VHD or VHDX reading only used
-//     blocks, at a consistent point in time, with block-differencing
-//     incremental passes.
 //   - placement: rate hosts for a VM (0–5 stars with reasons), place
 //     batches, rebalance host groups; placement/history reads utilization
 //     traces; placement/consolidate ranks consolidation candidates and plans

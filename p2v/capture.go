@@ -547,7 +547,7 @@ func (c *capturer) pass(ctx context.Context, frozen bool) (PassResult, error) {
 	if err := c.checkSize(); err != nil {
 		return pr, err
 	}
-	layout, err := c.layout()
+	layout, err := c.layout(frozen)
 	if err != nil {
 		return pr, err
 	}
@@ -636,14 +636,17 @@ func (c *capturer) pass(ctx context.Context, frozen bool) (PassResult, error) {
 	return pr, nil
 }
 
-func (c *capturer) layout() (*Layout, error) {
+// layout returns the allocation map for a pass. Live passes of a converging
+// capture accept the maps of file systems in use: the frozen pass, which
+// reads a clean one, corrects whatever they got wrong.
+func (c *capturer) layout(frozen bool) (*Layout, error) {
 	if c.o.Layout != nil {
 		return c.o.Layout, nil
 	}
 	if a, ok := c.src.(Analyzer); ok {
 		return a.Analyze()
 	}
-	return Analyze(c.src, c.size)
+	return analyze(c.src, c.size, c.o.Snapshotter != nil && !frozen)
 }
 
 // checkSize fails when the source is now smaller than when the capture

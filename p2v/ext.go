@@ -141,7 +141,6 @@ type extGroup struct {
 	blockBitmap, inodeBitmap, inodeTable uint64
 	bitmapCsum                           uint32
 	flags                                uint16
-	descOff                              int64 // byte offset of the descriptor
 }
 
 // extExtent is the block range [start, end).
@@ -229,7 +228,7 @@ func readExtSuper(r io.ReaderAt, size int64) (*extFS, error) {
 	if err := fs.checkFeatures(); err != nil {
 		return nil, err
 	}
-	if err := fs.setBlockGeometry(le32, size); err != nil {
+	if err := fs.setBlockGeometry(le32); err != nil {
 		return nil, err
 	}
 	if err := fs.setGroupGeometry(le16, le32); err != nil {
@@ -279,7 +278,7 @@ func (fs *extFS) checkFeatures() error {
 }
 
 // setBlockGeometry reads the block and cluster sizes and the block count.
-func (fs *extFS) setBlockGeometry(le32 func(int) uint64, size int64) error {
+func (fs *extFS) setBlockGeometry(le32 func(int) uint64) error {
 	logBlock := le32(extSBLogBlockSize)
 	if logBlock > 6 {
 		return extSBErr(extSBLogBlockSize, "block size 1024<<%d is larger than 64 KiB", logBlock)
@@ -312,9 +311,9 @@ func (fs *extFS) setBlockGeometry(le32 func(int) uint64, size int64) error {
 	if fs.blocksCount <= fs.firstDataBlock {
 		return extSBErr(extSBBlocksCountLo, "block count %d is too small", fs.blocksCount)
 	}
-	if avail := uint64(size) / fs.blockSize; fs.blocksCount > avail {
+	if avail := uint64(fs.size) / fs.blockSize; fs.blocksCount > avail {
 		return extSBErr(extSBBlocksCountLo, "block count %d exceeds the %d blocks of %d bytes that the %d-byte source holds",
-			fs.blocksCount, avail, fs.blockSize, size)
+			fs.blocksCount, avail, fs.blockSize, fs.size)
 	}
 	return nil
 }
@@ -536,7 +535,6 @@ func (fs *extFS) parseGroup(g uint64, d []byte, off int64) (extGroup, error) {
 		inodeTable:  le32(extGDInodeTableLo),
 		bitmapCsum:  uint32(le16(extGDBlockBitmapCsumLo)),
 		flags:       uint16(le16(extGDFlags)),
-		descOff:     off,
 	}
 	free := le16(extGDFreeBlocksLo)
 	if fs.has(0, extIncompat64Bit, 0) {

@@ -27,6 +27,11 @@ type fsUsage struct {
 	// hold no file-system structure. Sorted, non-overlapping, merged, each a
 	// whole number of 512-byte sectors. Everything not listed is copied.
 	Free []Range
+	// Stale, when not empty, says why the map may lag behind the file
+	// system: it is in use or was not shut down cleanly (a journal that
+	// needs recovery, a dirty volume). Such a map is a hint for a live pass
+	// and is not trusted otherwise.
+	Stale string
 }
 
 // A fsParser reads the file system that starts at offset 0 of r and is size

@@ -47,6 +47,13 @@ var parsers = []fsParser{parseNTFS, parseFAT, parseExt}
 // reported in Layout.Warnings and their space is treated as used, which is
 // always safe. Analyze returns an error only when r cannot be read at all.
 func Analyze(r io.ReaderAt, size int64) (*Layout, error) {
+	return analyze(r, size, false)
+}
+
+// analyze is Analyze; with allowStale it also uses the allocation maps of
+// file systems that are in use, whose maps may lag (see fsUsage.Stale): good
+// enough for a live pass that a frozen one will correct.
+func analyze(r io.ReaderAt, size int64, allowStale bool) (*Layout, error) {
 	l := &Layout{Size: size}
 	scheme, parts, err := partTable(r, size)
 	var fe *FSError
@@ -77,6 +84,14 @@ func Analyze(r io.ReaderAt, size int64) (*Layout, error) {
 		}
 		if u == nil {
 			continue
+		}
+		if u.Stale != "" {
+			if !allowStale {
+				p.Err = &FSError{FS: u.Type, Off: p.Start, Reason: u.Stale + ", so its allocation map may be out of date"}
+				l.Warnings = append(l.Warnings, p.Err)
+				continue
+			}
+			p.Stale = true
 		}
 		p.FS = u.Type
 		for _, f := range u.Free {

@@ -39,7 +39,9 @@ const (
 // runs of record 0, verifying the update sequence of every record it reads,
 // and follows an attribute list of $Bitmap to extents in other records.
 // Clusters past the volume's cluster count, and the backup boot sector in
-// the last sector, are never free. It satisfies fsParser.
+// the last sector, are never free. A bitmap that marks free the clusters of
+// $Boot, $MFT or $Bitmap itself is reported as damage. It satisfies
+// fsParser.
 func parseNTFS(r io.ReaderAt, size int64) (*fsUsage, error) {
 	v, err := readNTFSBoot(r, size)
 	if err != nil {
@@ -77,6 +79,7 @@ type ntfsVolume struct {
 	mftInit int64       // initialized size of $MFT's data
 }
 
+// ntfsError returns a *FSError for damage at byte off of the volume.
 func ntfsError(off int64, format string, args ...any) *FSError {
 	return &FSError{FS: "ntfs", Off: off, Reason: fmt.Sprintf(format, args...)}
 }
@@ -229,8 +232,9 @@ func (v *ntfsVolume) readRecord(n int64) ([]byte, int64, []ntfsAttr, error) {
 	return rec, off, attrs, nil
 }
 
-// parseRecord applies the update sequence of the FILE record rec, which lies
-// at byte off of the volume, checks its header and returns its attributes.
+// parseRecord applies the update sequence of the FILE record n, read into
+// rec from byte off of the volume, checks its header and returns its
+// attributes. Errors give offsets as if the record were contiguous.
 func (v *ntfsVolume) parseRecord(rec []byte, off, n int64) ([]ntfsAttr, error) {
 	if string(rec[:4]) != "FILE" {
 		return nil, ntfsError(off, "MFT record %d has magic %q, want \"FILE\"", n, rec[:4])
@@ -706,7 +710,7 @@ func parseNTFSAttrList(b []byte) ([]ntfsListEntry, error) {
 // of the clusters whose bits are clear, clipped to the volume's clusters and
 // to before the last sector, which holds the backup boot sector.
 func (v *ntfsVolume) scanBitmap(bm *ntfsStream) ([]Range, error) {
-	limit := min(v.clusters*v.clusterSize, v.size-v.sectorSize)
+	limit := min(v.clusters*v.clusterSize, v.size-max(v.sectorSize, 512))
 	sc := ntfsFreeScanner{clusterSize: v.clusterSize, limit: limit, start: -1}
 	need := (v.clusters + 7) / 8
 	buf := make([]byte, min(need, ntfsBitmapChunk))

@@ -37,9 +37,9 @@ func ntfsTools(t testing.TB) ntfs3g {
 	}
 }
 
-// lookTool is testenv.Tool for optional use: it returns "" when the program
+// ntfsLookTool is testenv.Tool for optional use: it returns "" when the program
 // is missing.
-func lookTool(name, program string) string {
+func ntfsLookTool(name, program string) string {
 	if v := os.Getenv(name); v != "" {
 		program = v
 	}
@@ -50,9 +50,9 @@ func lookTool(name, program string) string {
 	return p
 }
 
-// runTool runs prog and returns its standard output, failing the test with
+// ntfsRunTool runs prog and returns its standard output, failing the test with
 // all its output when it fails.
-func runTool(t testing.TB, prog string, args ...string) string {
+func ntfsRunTool(t testing.TB, prog string, args ...string) string {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command(prog, args...)
@@ -63,16 +63,27 @@ func runTool(t testing.TB, prog string, args ...string) string {
 	return stdout.String()
 }
 
-// writeGarbage creates path holding size bytes of pseudo-random garbage.
-func writeGarbage(t testing.TB, path string, size int64, seed uint64) {
+// ntfsGarbage creates path holding size bytes of garbage: a pseudo-random
+// mebibyte over and over.
+func ntfsGarbage(t testing.TB, path string, size int64, seed uint64) {
 	t.Helper()
 	f, err := os.Create(path)
 	require.NoError(t, err)
 	defer f.Close()
-	rng := rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), 0x5a})
-	_, err = io.CopyN(f, rng, size)
-	require.NoError(t, err)
+	block := ntfsRandom(1<<20, seed)
+	for off := int64(0); off < size; off += int64(len(block)) {
+		_, err := f.Write(block[:min(int64(len(block)), size-off)])
+		require.NoError(t, err)
+	}
 	require.NoError(t, f.Close())
+}
+
+// ntfsRandom returns n pseudo-random bytes.
+func ntfsRandom(n int, seed uint64) []byte {
+	b := make([]byte, n)
+	rng := rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), byte(seed >> 16), 0x5a})
+	_, _ = rng.Read(b)
+	return b
 }
 
 // format formats a size-byte image at path, first filled with garbage, with
@@ -81,8 +92,8 @@ func writeGarbage(t testing.TB, path string, size int64, seed uint64) {
 // file; -T and -H/-S/-p keep the output quiet and deterministic.
 func (n ntfs3g) format(t testing.TB, path string, size, sector, cluster int64) {
 	t.Helper()
-	writeGarbage(t, path, size, uint64(size+cluster))
-	runTool(t, n.mkfs, "-F", "-Q", "-q", "-T", "-p", "0", "-H", "0", "-S", "0",
+	ntfsGarbage(t, path, size, uint64(size+cluster))
+	ntfsRunTool(t, n.mkfs, "-F", "-Q", "-q", "-T", "-p", "0", "-H", "0", "-S", "0",
 		"-s", strconv.FormatInt(sector, 10), "-c", strconv.FormatInt(cluster, 10), path)
 }
 
@@ -91,7 +102,7 @@ var ntfsFreeClustersRE = regexp.MustCompile(`Free Clusters:\s*(\d+)`)
 // freeClusters returns the free cluster count ntfsinfo reports.
 func (n ntfs3g) freeClusters(t testing.TB, img string) int64 {
 	t.Helper()
-	out := runTool(t, n.info, "-m", img)
+	out := ntfsRunTool(t, n.info, "-m", img)
 	m := ntfsFreeClustersRE.FindStringSubmatch(out)
 	require.NotNil(t, m, "ntfsinfo -m printed no free cluster count:\n%s", out)
 	c, err := strconv.ParseInt(m[1], 10, 64)
@@ -103,16 +114,16 @@ func (n ntfs3g) freeClusters(t testing.TB, img string) int64 {
 // and checks $MFT, $MFTMirr and the backup boot sector.
 func (n ntfs3g) check(t testing.TB, img string) {
 	t.Helper()
-	out := runTool(t, n.fix, "-n", img)
+	out := ntfsRunTool(t, n.fix, "-n", img)
 	assert.Contains(t, out, "processed successfully", "ntfsfix -n %s:\n%s", img, out)
 	for _, bad := range []string{"FAILED", "BAD", "corrupt", "Error"} {
 		assert.NotContains(t, out, bad, "ntfsfix -n %s:\n%s", img, out)
 	}
 }
 
-// parseNTFSFile parses the image at path and checks the contract's
+// ntfsParseFile parses the image at path and checks the contract's
 // invariants on the result.
-func parseNTFSFile(t testing.TB, path string) *fsUsage {
+func ntfsParseFile(t testing.TB, path string) *fsUsage {
 	t.Helper()
 	f, err := os.Open(path)
 	require.NoError(t, err)
@@ -121,14 +132,14 @@ func parseNTFSFile(t testing.TB, path string) *fsUsage {
 	require.NoError(t, err)
 	u, err := parseNTFS(f, fi.Size())
 	require.NoError(t, err)
-	checkNTFSFree(t, u.Free, fi.Size())
+	ntfsCheckFree(t, u.Free, fi.Size())
 	return u
 }
 
-// checkNTFSFree checks free ranges are sorted, merged, sector-aligned and
+// ntfsCheckFree checks free ranges are sorted, merged, sector-aligned and
 // inside [0, size) short of the last sector, which holds the backup boot
 // sector.
-func checkNTFSFree(t testing.TB, free []Range, size int64) {
+func ntfsCheckFree(t testing.TB, free []Range, size int64) {
 	t.Helper()
 	var end int64
 	for i, r := range free {
@@ -142,7 +153,7 @@ func checkNTFSFree(t testing.TB, free []Range, size int64) {
 	}
 }
 
-func freeBytes(free []Range) int64 {
+func ntfsFreeBytes(free []Range) int64 {
 	var n int64
 	for _, r := range free {
 		n += r.Len
@@ -150,18 +161,12 @@ func freeBytes(free []Range) int64 {
 	return n
 }
 
-// wipeFree copies src to dst and overwrites every free range of dst with
-// 0xA5.
-func wipeFree(t testing.TB, src, dst string, free []Range) {
+// ntfsWipeFree overwrites every free range of the image at path with 0xA5.
+func ntfsWipeFree(t testing.TB, path string, free []Range) {
 	t.Helper()
-	in, err := os.Open(src)
-	require.NoError(t, err)
-	defer in.Close()
-	out, err := os.Create(dst)
+	out, err := os.OpenFile(path, os.O_WRONLY, 0)
 	require.NoError(t, err)
 	defer out.Close()
-	_, err = io.Copy(out, in)
-	require.NoError(t, err)
 	fill := bytes.Repeat([]byte{0xa5}, 1<<20)
 	for _, r := range free {
 		for off := r.Off; off < r.End(); off += int64(len(fill)) {
@@ -178,16 +183,12 @@ func (n ntfs3g) addFiles(t testing.TB, img string, sizes []int) map[string][]byt
 	t.Helper()
 	dir := t.TempDir()
 	files := map[string][]byte{}
-	rng := rand.New(rand.NewPCG(uint64(len(sizes)), 7))
 	for i, size := range sizes {
-		data := make([]byte, size)
-		for j := range data {
-			data[j] = byte(rng.Uint32())
-		}
+		data := ntfsRandom(size, uint64(i))
 		local := filepath.Join(dir, fmt.Sprintf("f%d", i))
 		require.NoError(t, os.WriteFile(local, data, 0o644))
 		name := fmt.Sprintf("/file%d-%d.bin", i, size)
-		runTool(t, n.cp, img, local, name)
+		ntfsRunTool(t, n.cp, img, local, name)
 		files[name] = data
 	}
 	return files
@@ -197,7 +198,7 @@ func (n ntfs3g) addFiles(t testing.TB, img string, sizes []int) map[string][]byt
 func (n ntfs3g) checkFiles(t testing.TB, img string, files map[string][]byte) {
 	t.Helper()
 	for name, want := range files {
-		got := runTool(t, n.cat, img, name)
+		got := ntfsRunTool(t, n.cat, img, name)
 		if !bytes.Equal([]byte(got), want) {
 			t.Errorf("ntfscat %s: got %d bytes differing from the %d written", name, len(got), len(want))
 		}
@@ -215,9 +216,9 @@ func TestParseNTFS(t *testing.T) {
 	}{
 		{"cluster512", 64 << 20, 512, 512},
 		{"cluster4096", 128 << 20, 512, 4096},
-		{"cluster65536", 256 << 20, 512, 65536},
-		{"cluster128K", 128 << 20, 512, 128 << 10}, // sectors per cluster as a negative exponent
-		{"sector4096", 64 << 20, 4096, 4096},       // 4 KiB MFT records, 8 fixup strides
+		{"cluster65536", 128 << 20, 512, 65536},
+		{"cluster128K", 64 << 20, 512, 128 << 10}, // sectors per cluster as a negative exponent
+		{"sector4096", 32 << 20, 4096, 4096},      // 4 KiB MFT records, 8 fixup strides
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -225,17 +226,16 @@ func TestParseNTFS(t *testing.T) {
 			tools.format(t, img, tc.size, tc.sector, tc.cluster)
 			files := tools.addFiles(t, img, []int{0, 1, 700, 4097, 100_000, 3<<20 + 123, 7<<20 + 5})
 
-			u := parseNTFSFile(t, img)
+			u := ntfsParseFile(t, img)
 			assert.Equal(t, "ntfs", u.Type)
 			assert.Equal(t, tc.cluster, u.BlockSize)
 			require.NotEmpty(t, u.Free)
-			assert.Equal(t, tools.freeClusters(t, img)*tc.cluster, freeBytes(u.Free), "free bytes vs ntfsinfo's free clusters")
+			assert.Equal(t, tools.freeClusters(t, img)*tc.cluster, ntfsFreeBytes(u.Free), "free bytes vs ntfsinfo's free clusters")
 
-			wiped := img + ".wiped"
-			wipeFree(t, img, wiped, u.Free)
-			tools.checkFiles(t, wiped, files)
-			tools.check(t, wiped)
-			assert.Equal(t, freeBytes(u.Free), freeBytes(parseNTFSFile(t, wiped).Free), "free space of the wiped copy")
+			ntfsWipeFree(t, img, u.Free)
+			tools.checkFiles(t, img, files)
+			tools.check(t, img)
+			assert.Equal(t, u.Free, ntfsParseFile(t, img).Free, "free space after wiping it")
 		})
 	}
 }
@@ -252,30 +252,29 @@ func TestParseNTFSTruncated(t *testing.T) {
 	img := filepath.Join(t.TempDir(), "ntfs.img")
 	tools.format(t, img, 64<<20, 512, cluster)
 	files := tools.addFiles(t, img, []int{1 << 20, 2<<20 + 1, 300_000})
-	before := parseNTFSFile(t, img)
+	before := ntfsParseFile(t, img)
 
 	const victim = "/file1-2097153.bin"
-	m := ntfsInodeRE.FindStringSubmatch(runTool(t, tools.info, "-F", victim, img))
+	m := ntfsInodeRE.FindStringSubmatch(ntfsRunTool(t, tools.info, "-F", victim, img))
 	require.NotNil(t, m, "ntfsinfo printed no inode number for %s", victim)
-	runTool(t, truncate, "-q", img, m[1], "0")
+	ntfsRunTool(t, truncate, "-q", img, m[1], "0")
 	delete(files, victim)
 
-	after := parseNTFSFile(t, img)
-	freed := freeBytes(after.Free) - freeBytes(before.Free)
+	after := ntfsParseFile(t, img)
+	freed := ntfsFreeBytes(after.Free) - ntfsFreeBytes(before.Free)
 	assert.Equal(t, int64((2<<20+1+cluster-1)/cluster*cluster), freed, "bytes freed by truncating %s", victim)
-	assert.Equal(t, tools.freeClusters(t, img)*cluster, freeBytes(after.Free))
+	assert.Equal(t, tools.freeClusters(t, img)*cluster, ntfsFreeBytes(after.Free))
 	for _, r := range before.Free {
-		assert.True(t, covered(after.Free, r), "range %+v free before truncation is not free after", r)
+		assert.True(t, ntfsCovered(after.Free, r), "range %+v free before truncation is not free after", r)
 	}
 
-	wiped := img + ".wiped"
-	wipeFree(t, img, wiped, after.Free)
-	tools.checkFiles(t, wiped, files)
-	tools.check(t, wiped)
+	ntfsWipeFree(t, img, after.Free)
+	tools.checkFiles(t, img, files)
+	tools.check(t, img)
 }
 
-// covered reports whether r lies inside one of the merged ranges rs.
-func covered(rs []Range, r Range) bool {
+// ntfsCovered reports whether r lies inside one of the merged ranges rs.
+func ntfsCovered(rs []Range, r Range) bool {
 	for _, x := range rs {
 		if x.Off <= r.Off && r.End() <= x.End() {
 			return true
@@ -320,9 +319,7 @@ func TestParseNTFSBadFixup(t *testing.T) {
 }
 
 func TestParseNTFSNotNTFS(t *testing.T) {
-	random := make([]byte, 1<<20)
-	rng := rand.NewChaCha8([32]byte{1})
-	_, _ = rng.Read(random)
+	random := ntfsRandom(1<<20, 1)
 	fat := make([]byte, 512)
 	copy(fat[3:], "MSDOS5.0")
 	for name, b := range map[string][]byte{
@@ -353,7 +350,7 @@ func TestParseNTFSSynthetic(t *testing.T) {
 			assert.Equal(t, "ntfs", u.Type)
 			assert.Equal(t, cluster, u.BlockSize)
 			assert.Equal(t, s.wantFree(), u.Free)
-			checkNTFSFree(t, u.Free, int64(len(s.img)))
+			ntfsCheckFree(t, u.Free, int64(len(s.img)))
 		})
 	}
 }
@@ -475,7 +472,7 @@ func TestParseNTFSDamaged(t *testing.T) {
 // said to have gives an I/O error, not a damaged file system.
 func TestParseNTFSShortReader(t *testing.T) {
 	s := newNTFSSynth(512, 2000)
-	_, err := parseNTFS(bytes.NewReader(s.img[:20<<10]), int64(len(s.img)))
+	_, err := parseNTFS(bytes.NewReader(s.img[:12<<10]), int64(len(s.img)))
 	require.ErrorIs(t, err, io.ErrUnexpectedEOF)
 	var fe *FSError
 	assert.False(t, errors.As(err, &fe))
@@ -524,27 +521,22 @@ func TestNTFSRunsRoundTrip(t *testing.T) {
 }
 
 // FuzzParseNTFS checks parseNTFS never panics and returns only errors of the
-// contract and free ranges inside the volume.
+// contract and free ranges inside the volume. The seeds are tens of KiB, so
+// run it with -fuzzminimizetime=20x or so: by default a worker spends up to a
+// minute minimizing each new input and reports no progress meanwhile.
 func FuzzParseNTFS(f *testing.F) {
-	f.Add(newNTFSSynth(512, 128).img)
-	f.Add(newNTFSSynth(1024, 100).img)
-	attrList := newNTFSSynth(512, 128)
+	f.Add(newNTFSSynth(512, 48).img)
+	f.Add(newNTFSSynth(1024, 30).img)
+	attrList := newNTFSSynth(512, 48)
 	attrList.moveBitmapToExtents(true, false)
 	f.Add(attrList.img)
-	nonResList := newNTFSSynth(512, 128)
+	nonResList := newNTFSSynth(512, 48)
 	nonResList.moveBitmapToExtents(true, true)
 	f.Add(nonResList.img)
-	f.Add(newNTFSSynth(512, 128).img[:4096])
+	f.Add(newNTFSSynth(512, 48).img[:4096])
 	f.Add([]byte("\xeb\x52\x90NTFS    \x00\x02\x08"))
-	if mkfs := lookTool("VMM_TEST_MKFS_NTFS", "mkfs.ntfs"); mkfs != "" {
-		tools := ntfs3g{mkfs: mkfs}
-		img := filepath.Join(f.TempDir(), "ntfs.img")
-		tools.format(f, img, 2<<20, 512, 512)
-		b, err := os.ReadFile(img)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
+	if mkfs := ntfsLookTool("VMM_TEST_MKFS_NTFS", "mkfs.ntfs"); mkfs != "" {
+		f.Add(ntfsSmallImage(f, mkfs))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		size := int64(len(b))
@@ -562,12 +554,38 @@ func FuzzParseNTFS(f *testing.F) {
 		if u.Type != "ntfs" || u.BlockSize <= 0 {
 			t.Fatalf("usage %+v", u)
 		}
-		checkNTFSFree(t, u.Free, size)
+		ntfsCheckFree(t, u.Free, size)
 	})
 }
 
+// ntfsSmallImage formats the smallest volume mkntfs makes and cuts it short
+// after $Bitmap, shrinking the volume in its boot sector to match, to seed
+// the fuzzer with real metadata in few bytes.
+func ntfsSmallImage(t testing.TB, mkfs string) []byte {
+	t.Helper()
+	img := filepath.Join(t.TempDir(), "ntfs.img")
+	ntfsGarbage(t, img, 1<<20+4096, 1)
+	ntfsRunTool(t, mkfs, "-F", "-Q", "-q", "-T", "-p", "0", "-H", "0", "-S", "0", "-s", "512", "-c", "512", img)
+	b, err := os.ReadFile(img)
+	require.NoError(t, err)
+	v, err := readNTFSBoot(bytes.NewReader(b), int64(len(b)))
+	require.NoError(t, err)
+	require.NoError(t, v.loadMFT())
+	bm, err := v.bitmap()
+	require.NoError(t, err)
+	var end int64 // first cluster past $MFT's and $Bitmap's
+	for _, r := range append(bm.runs, v.mft...) {
+		end = max(end, r.lcn+r.n)
+	}
+	b = b[:end*v.clusterSize+512]
+	binary.LittleEndian.PutUint64(b[0x28:], uint64(len(b)/512-1))
+	_, err = parseNTFS(bytes.NewReader(b), int64(len(b)))
+	require.NoError(t, err, "the cut-down volume")
+	return b
+}
+
 // ntfsSynth builds a minimal NTFS volume: 512-byte sectors, 1 KiB MFT
-// records, $Boot in the first 8 KiB, 16 MFT records, then $Bitmap, and a
+// records, $Boot in the first 8 KiB, 10 MFT records, then $Bitmap, and a
 // backup boot sector after the last cluster. Only records 0 and 6 have
 // attributes; the others are empty records in use. Unused clusters hold
 // garbage.
@@ -582,7 +600,7 @@ type ntfsSynth struct {
 
 const (
 	ntfsSynthRecord    = 1024
-	ntfsSynthRecords   = 16
+	ntfsSynthRecords   = 10
 	ntfsSynthFirstAttr = 56
 )
 

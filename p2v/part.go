@@ -27,6 +27,9 @@ type Partition struct {
 	// Free is how many bytes of the partition the file system marks unused;
 	// Capture does not read them.
 	Free int64
+	// Stale reports a file system in use whose allocation map was taken as
+	// a hint for a live pass (see Options.Snapshotter).
+	Stale bool
 	// Err says why the partition's allocation map was not used: an *FSError
 	// for a damaged file system. Nil for a file system that was used and for
 	// a partition whose file system is unknown.

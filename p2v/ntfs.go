@@ -61,7 +61,34 @@ func parseNTFS(r io.ReaderAt, size int64) (*fsUsage, error) {
 	if err := v.checkStructures(free, bm); err != nil {
 		return nil, err
 	}
-	return &fsUsage{Type: "ntfs", BlockSize: v.clusterSize, Free: free}, nil
+	return &fsUsage{Type: "ntfs", BlockSize: v.clusterSize, Free: free, Stale: v.dirty()}, nil
+}
+
+// volumeDirty is the VOLUME_IS_DIRTY flag of $VOLUME_INFORMATION.
+const volumeDirty = 0x0001
+
+// dirty reports why $Bitmap may lag behind the volume: the dirty flag of
+// $Volume (MFT record 3), which Windows and ntfs-3g set while the volume is
+// mounted and clear at a clean unmount. A volume whose flag cannot be read
+// is taken as dirty.
+func (v *ntfsVolume) dirty() string {
+	_, _, attrs, err := v.readRecord(3)
+	if err != nil {
+		return "the $Volume record cannot be read (" + err.Error() + ")"
+	}
+	for _, a := range attrs {
+		if a.typ != 0x70 || a.nonResident {
+			continue
+		}
+		if len(a.value) < 12 {
+			break
+		}
+		if binary.LittleEndian.Uint16(a.value[10:])&volumeDirty != 0 {
+			return "the volume is marked dirty (mounted, or not shut down cleanly)"
+		}
+		return ""
+	}
+	return "$Volume has no volume information"
 }
 
 // ntfsVolume holds what parseNTFS knows about a volume so far.

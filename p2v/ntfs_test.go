@@ -862,3 +862,50 @@ func ntfsIntBytes(x int64) []byte {
 	}
 	return binary.LittleEndian.AppendUint64(nil, uint64(x))
 }
+
+// TestNTFSDirty: a volume marked dirty (mounted, or not shut down cleanly)
+// has a $Bitmap that may lag, so Analyze copies it whole, while a live pass
+// of a converging capture may still use it as a hint.
+func TestNTFSDirty(t *testing.T) {
+	dir := t.TempDir()
+	_, _, img := fsImages(t, dir)
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	require.NoError(t, err)
+	defer f.Close()
+	st, err := f.Stat()
+	require.NoError(t, err)
+	v, err := readNTFSBoot(f, st.Size())
+	require.NoError(t, err)
+	require.NoError(t, v.loadMFT())
+	rec, off, attrs, err := v.readRecord(3)
+	require.NoError(t, err)
+	flagAt := int64(-1)
+	for _, a := range attrs {
+		if a.typ == 0x70 {
+			flagAt = off + int64(a.off) + int64(binary.LittleEndian.Uint16(rec[a.off+20:])) + 10
+		}
+	}
+	require.Positive(t, flagAt)
+	assert.Empty(t, v.dirty())
+
+	var flags [2]byte
+	_, err = f.ReadAt(flags[:], flagAt)
+	require.NoError(t, err)
+	flags[0] |= volumeDirty
+	_, err = f.WriteAt(flags[:], flagAt)
+	require.NoError(t, err)
+
+	u, err := parseNTFS(f, st.Size())
+	require.NoError(t, err)
+	assert.Contains(t, u.Stale, "dirty")
+	l, err := Analyze(f, st.Size())
+	require.NoError(t, err)
+	assert.Empty(t, l.Free)
+	require.Len(t, l.Warnings, 1)
+	assert.Contains(t, l.Warnings[0].Error(), "dirty")
+	l, err = analyze(f, st.Size(), true)
+	require.NoError(t, err)
+	assert.Empty(t, l.Warnings)
+	assert.Equal(t, u.Free, l.Free)
+	assert.True(t, l.Partitions[0].Stale)
+}

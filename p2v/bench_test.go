@@ -2,7 +2,9 @@ package p2v
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -13,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/zeebo/xxh3"
 
 	"github.com/vmmkit/vmmkit/internal/benchkit"
 	"github.com/vmmkit/vmmkit/internal/testenv"
@@ -306,5 +310,31 @@ func rewriteFiles(dir string, rate int64, stop <-chan struct{}, written *atomic.
 			written.Add(MiB)
 		}
 		f.Close()
+	}
+}
+
+// BenchmarkChunkHash compares hashes for the manifest on 1 MiB chunks: the
+// one Capture uses (XXH3-128) against XXH3-64, CRC-32C and SHA-256.
+//
+//	go test ./p2v -run '^$' -bench ChunkHash
+func BenchmarkChunkHash(b *testing.B) {
+	buf := make([]byte, MiB)
+	rand.NewChaCha8([32]byte{}).Read(buf)
+	crc := crc32.MakeTable(crc32.Castagnoli)
+	for _, h := range []struct {
+		name string
+		fn   func([]byte)
+	}{
+		{"xxh3-128", func(b []byte) { hashOf(b) }},
+		{"xxh3-64", func(b []byte) { xxh3.Hash(b) }},
+		{"crc32c", func(b []byte) { crc32.Checksum(b, crc) }},
+		{"sha256", func(b []byte) { sha256.Sum256(b) }},
+	} {
+		b.Run(h.name, func(b *testing.B) {
+			b.SetBytes(MiB)
+			for b.Loop() {
+				h.fn(buf)
+			}
+		})
 	}
 }

@@ -45,6 +45,7 @@ const (
 
 // Superblock state and feature flags.
 const (
+	extStateValid = 0x0001 // cleanly unmounted (cleared while mounted without a journal)
 	extStateError = 0x0002
 
 	extCompatHasJournal   = 0x0004
@@ -153,9 +154,10 @@ type extExtent struct{ start, end uint64 }
 // but the group's metadata, computed as the kernel does. Descriptor and
 // bitmap checksums (gdt_csum, metadata_csum) are verified.
 //
-// A file system whose journal still needs recovery, that has errors
-// recorded, or that uses features this parser does not know is reported as
-// a *FSError, so that the caller copies it whole.
+// A file system that has errors recorded or that uses features this parser
+// does not know is reported as a *FSError, so that the caller copies it
+// whole. One whose journal holds transactions still to replay, or that is
+// mounted without a journal, gets a map marked Stale.
 func parseExt(r io.ReaderAt, size int64) (*fsUsage, error) {
 	fs, err := readExtSuper(r, size)
 	if err != nil {
@@ -165,10 +167,9 @@ func parseExt(r io.ReaderAt, size int64) (*fsUsage, error) {
 	if err != nil {
 		return nil, err
 	}
-	if fs.incompat&extIncompatRecover != 0 {
-		if err := fs.checkJournalEmpty(groups); err != nil {
-			return nil, err
-		}
+	stale, err := fs.staleReason(groups)
+	if err != nil {
+		return nil, err
 	}
 	free, err := fs.freeRanges(groups, fs.metadata(groups))
 	if err != nil {
@@ -178,6 +179,7 @@ func parseExt(r io.ReaderAt, size int64) (*fsUsage, error) {
 		Type:      fs.typeName(),
 		BlockSize: int64(fs.blockSize * fs.clusterRatio),
 		Free:      free,
+		Stale:     stale,
 	}, nil
 }
 
@@ -736,81 +738,95 @@ func extNextBit(p []byte, i, n uint64, set bool) uint64 {
 	return n
 }
 
-// checkJournalEmpty lets a file system flagged needs_recovery through only
-// when its internal journal holds no transaction (s_start is 0), as after
-// fsfreeze: otherwise replaying the journal may allocate blocks that the
-// bitmaps on disk still show free.
-func (fs *extFS) checkJournalEmpty(groups []extGroup) error {
-	stale := func(why string, args ...any) error {
-		return extSBErr(extSBFeatureIncompat, "journal needs recovery, so the block bitmaps may be stale: "+why, args...)
+// staleReason says why the bitmaps on disk may lag behind the file system,
+// or returns "" when they are current. They lag when the journal holds
+// transactions not yet replayed (needs_recovery with a non-empty log; a
+// frozen file system keeps needs_recovery but empties its log), and when a
+// file system without a journal is mounted or was not cleanly unmounted.
+func (fs *extFS) staleReason(groups []extGroup) (string, error) {
+	if fs.incompat&extIncompatRecover != 0 {
+		return fs.journalStale(groups)
 	}
+	if st := binary.LittleEndian.Uint16(fs.sb[extSBState:]); st&extStateValid == 0 {
+		return fmt.Sprintf("the file system is mounted or was not cleanly unmounted (state %#x)", st), nil
+	}
+	return "", nil
+}
+
+// journalStale reads the superblock of the internal journal of a file
+// system flagged needs_recovery and returns "" when its log is empty
+// (s_start is 0), or else why the bitmaps may be stale.
+func (fs *extFS) journalStale(groups []extGroup) (string, error) {
 	inum := uint64(binary.LittleEndian.Uint32(fs.sb[extSBJournalInum:]))
 	if !fs.has(extCompatHasJournal, 0, 0) || inum == 0 {
-		return stale("no internal journal")
+		return "the external journal needs recovery", nil
 	}
 	g, idx := (inum-1)/fs.inodesPerGroup, (inum-1)%fs.inodesPerGroup
 	if g >= uint64(len(groups)) {
-		return stale("journal inode %d does not exist", inum)
+		return fmt.Sprintf("the journal needs recovery but its inode %d does not exist", inum), nil
 	}
 	inode := make([]byte, 128)
 	if err := extReadAt(fs.r, inode, int64(groups[g].inodeTable*fs.blockSize+idx*fs.inodeSize)); err != nil {
-		return err
+		return "", err
 	}
-	blk, ok := fs.firstFileBlock(inode)
-	if !ok || blk < fs.firstDataBlock || blk >= fs.blocksCount {
-		return stale("cannot locate the journal superblock")
+	blk, err := fs.firstFileBlock(inode)
+	if err != nil {
+		return "", err
+	}
+	if blk == 0 || blk < fs.firstDataBlock || blk >= fs.blocksCount {
+		return "the journal needs recovery but its superblock cannot be found", nil
 	}
 	jsb := make([]byte, 1024)
 	if err := extReadAt(fs.r, jsb, int64(blk*fs.blockSize)); err != nil {
-		return err
+		return "", err
 	}
 	const jbdMagic = 0xC03B3998
 	if binary.BigEndian.Uint32(jsb) != jbdMagic {
-		return stale("no journal superblock at block %d", blk)
+		return fmt.Sprintf("the journal needs recovery but block %d holds no journal superblock", blk), nil
 	}
 	if t := binary.BigEndian.Uint32(jsb[4:]); t != 3 && t != 4 {
-		return stale("journal superblock at block %d has type %d", blk, t)
+		return fmt.Sprintf("the journal needs recovery but its superblock at block %d has type %d", blk, t), nil
 	}
 	if start := binary.BigEndian.Uint32(jsb[0x1C:]); start != 0 {
-		return stale("journal log starts at journal block %d", start)
+		return fmt.Sprintf("the journal holds transactions to replay (its log starts at journal block %d)", start), nil
 	}
-	return nil
+	return "", nil
 }
 
 // firstFileBlock returns the physical block of logical block 0 of inode, by
-// its extent tree or its block map.
-func (fs *extFS) firstFileBlock(inode []byte) (uint64, bool) {
+// its extent tree or its block map, or 0, which can never be a journal
+// block, when the extent tree is damaged.
+func (fs *extFS) firstFileBlock(inode []byte) (uint64, error) {
 	const extentsFlag = 0x80000
 	iblock := inode[0x28 : 0x28+60]
 	if binary.LittleEndian.Uint32(inode[0x20:])&extentsFlag == 0 {
-		return uint64(binary.LittleEndian.Uint32(iblock)), true
+		return uint64(binary.LittleEndian.Uint32(iblock)), nil
 	}
 	node := iblock
 	buf := make([]byte, fs.blockSize)
 	for depth := -1; ; {
 		const extentMagic = 0xF30A
-		if len(node) < 24 || binary.LittleEndian.Uint16(node) != extentMagic ||
-			binary.LittleEndian.Uint16(node[2:]) == 0 {
-			return 0, false
+		if binary.LittleEndian.Uint16(node) != extentMagic || binary.LittleEndian.Uint16(node[2:]) == 0 {
+			return 0, nil
 		}
 		d := int(binary.LittleEndian.Uint16(node[6:]))
 		if d > 5 || (depth >= 0 && d != depth-1) {
-			return 0, false
+			return 0, nil
 		}
 		depth = d
 		e := node[12:24] // the first entry covers logical block 0
 		if binary.LittleEndian.Uint32(e) != 0 {
-			return 0, false
+			return 0, nil
 		}
 		if depth == 0 {
-			return uint64(binary.LittleEndian.Uint16(e[6:]))<<32 | uint64(binary.LittleEndian.Uint32(e[8:])), true
+			return uint64(binary.LittleEndian.Uint16(e[6:]))<<32 | uint64(binary.LittleEndian.Uint32(e[8:])), nil
 		}
 		child := uint64(binary.LittleEndian.Uint16(e[8:]))<<32 | uint64(binary.LittleEndian.Uint32(e[4:]))
 		if child < fs.firstDataBlock || child >= fs.blocksCount {
-			return 0, false
+			return 0, nil
 		}
-		if extReadAt(fs.r, buf, int64(child*fs.blockSize)) != nil {
-			return 0, false
+		if err := extReadAt(fs.r, buf, int64(child*fs.blockSize)); err != nil {
+			return 0, err
 		}
 		node = buf
 	}

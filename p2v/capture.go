@@ -39,7 +39,10 @@ type Options struct {
 	// manifest (ManifestPath) says what it holds, so only changed chunks
 	// are written: into dst as a differencing child of Previous (history
 	// kept), or with InPlace into Previous itself (dst must then be empty
-	// or Previous).
+	// or Previous). Recapturing an image in place invalidates the
+	// differencing images made from it earlier: VHDX refuses to open them
+	// (the parent's data write GUID changed) and Capture refuses them as
+	// Previous (their manifest records the parent's earlier pass).
 	Previous string
 	InPlace  bool
 
@@ -277,6 +280,17 @@ func (c *capturer) open() error {
 	}
 
 	j, state, hashes, err := openJournal(journalPath(c.image))
+	if errors.Is(err, errTornJournal) {
+		// Killed while creating the journal, before the image was made
+		// (the journal's header is synced first): start over.
+		if _, serr := os.Lstat(c.image); !errors.Is(serr, fs.ErrNotExist) || c.mode == captureInPlace {
+			return &JournalError{Path: journalPath(c.image), Reason: "header incomplete, and the image exists"}
+		}
+		if err := os.Remove(journalPath(c.image)); err != nil {
+			return fmt.Errorf("p2v: %w", err)
+		}
+		j, err = nil, nil
+	}
 	if err != nil {
 		return err
 	}
@@ -383,6 +397,16 @@ func (c *capturer) openImage() error {
 		// Resuming: the image may or may not have been made before the
 		// interruption.
 		img, err := vhd.OpenFile(c.image, os.O_RDWR, nil)
+		if err != nil && c.j.empty && !errors.Is(err, fs.ErrNotExist) {
+			// Nothing was written through the journal, so the image
+			// can only be one whose creation was cut short: make it anew.
+			if errors.Is(err, vhd.ErrFormat) || errors.Is(err, vhd.ErrChecksum) {
+				if rerr := os.Remove(c.image); rerr != nil {
+					return fmt.Errorf("p2v: %w", rerr)
+				}
+				err = fs.ErrNotExist
+			}
+		}
 		if err == nil {
 			if img.Info().UUID != c.j.hdr.Image {
 				img.Close()
@@ -516,6 +540,12 @@ func (c *capturer) finish() error {
 	}
 	m := &Manifest{ChunkSize: c.chunk, DiskSize: c.size, Source: c.src.Name(), Image: uuid,
 		Pass: c.j.hdr.Pass, Created: time.Now().UTC(), Hashes: c.cur}
+	switch c.mode {
+	case captureChild:
+		m.Parent = c.base.Pass
+	case captureInPlace:
+		m.Parent = c.base.Parent
+	}
 	if err := m.WriteFile(ManifestPath(c.image)); err != nil {
 		c.j.close()
 		return err

@@ -156,6 +156,11 @@ func TestCaptureIncremental(t *testing.T) {
 			// old child (made from the base's earlier state) opens no more.
 			_, err = Capture(context.Background(), dev, filepath.Join(dir, "x."+ext), &Options{Previous: child})
 			require.Error(t, err)
+			if ext == "vhd" {
+				var me *ManifestError
+				require.ErrorAs(t, err, &me)
+				assert.Contains(t, err.Error(), "was recaptured after")
+			}
 		})
 	}
 }
@@ -408,4 +413,45 @@ func TestCaptureDamagedFileSystem(t *testing.T) {
 	raw := filepath.Join(dir, "raw")
 	rawOf(t, dst, raw)
 	assert.Equal(t, fileSHA256(t, src, 32*MiB), fileSHA256(t, raw, 32*MiB))
+}
+
+// TestCaptureTornStart: a capture killed while creating its journal, or
+// while creating its image, is started over by the next run.
+func TestCaptureTornStart(t *testing.T) {
+	dir := t.TempDir()
+	src, _ := ext4Image(t, dir, 16*MiB, 42, 3*MiB)
+
+	dst := filepath.Join(dir, "a.vhdx")
+	require.NoError(t, os.WriteFile(journalPath(dst), []byte("VMMKP2"), 0o644))
+	res, err := Capture(context.Background(), openDevice(t, src), dst, nil)
+	require.NoError(t, err)
+	assert.False(t, res.Resumed)
+	require.NoError(t, Verify(context.Background(), openDevice(t, src), dst))
+
+	dst = filepath.Join(dir, "b.vhdx")
+	uuid := vhd.NewUUID()
+	j, err := createJournal(journalPath(dst), journalHeader{Mode: captureFull, ChunkSize: MiB, DiskSize: 16 * MiB, Chunks: 16, Image: uuid})
+	require.NoError(t, err)
+	j.close()
+	require.NoError(t, os.WriteFile(dst, make([]byte, 4096), 0o644)) // Create cut short
+	res, err = Capture(context.Background(), openDevice(t, src), dst, nil)
+	require.NoError(t, err)
+	assert.True(t, res.Resumed)
+	d, err := vhd.Open(dst)
+	require.NoError(t, err)
+	assert.Equal(t, uuid, d.Info().UUID)
+	d.Close()
+	require.NoError(t, Verify(context.Background(), openDevice(t, src), dst))
+
+	// Once something was written through the journal, a damaged image is
+	// not thrown away: that is for a person to decide.
+	dst = filepath.Join(dir, "c.vhdx")
+	j, err = createJournal(journalPath(dst), journalHeader{Mode: captureFull, ChunkSize: MiB, DiskSize: 16 * MiB, Chunks: 16, Image: uuid})
+	require.NoError(t, err)
+	require.NoError(t, j.intent(0, 4))
+	j.close()
+	require.NoError(t, os.WriteFile(dst, make([]byte, 4096), 0o644))
+	_, err = Capture(context.Background(), openDevice(t, src), dst, nil)
+	require.Error(t, err)
+	assert.FileExists(t, dst)
 }

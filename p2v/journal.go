@@ -49,9 +49,10 @@ type journalHeader struct {
 }
 
 type journal struct {
-	f    *os.File
-	path string
-	hdr  journalHeader
+	f     *os.File
+	path  string
+	hdr   journalHeader
+	empty bool // replayed no record: nothing was written to the image
 }
 
 // chunk states replayed from a journal
@@ -122,7 +123,11 @@ func openJournal(path string) (*journal, []uint8, []Hash, error) {
 		f.Close()
 		return nil, nil, nil, &JournalError{Path: path, Reason: reason}
 	}
-	if len(b) < jHeaderLen || string(b[:8]) != journalMagic ||
+	if len(b) < jHeaderLen || zeroBytes(b[:jHeaderLen]) {
+		f.Close()
+		return nil, nil, nil, errTornJournal
+	}
+	if string(b[:8]) != journalMagic ||
 		xxh3.Hash(b[:jHeaderLen-8]) != binary.LittleEndian.Uint64(b[jHeaderLen-8:]) {
 		return fail("header damaged")
 	}
@@ -152,8 +157,12 @@ func openJournal(path string) (*journal, []uint8, []Hash, error) {
 		f.Close()
 		return nil, nil, nil, fmt.Errorf("p2v: %w", err)
 	}
-	return &journal{f: f, path: path, hdr: h}, state, hashes, nil
+	return &journal{f: f, path: path, hdr: h, empty: end == 0}, state, hashes, nil
 }
+
+// errTornJournal reports a journal whose header was never completely
+// written: the capture that made it stopped before creating its image.
+var errTornJournal = errors.New("p2v: journal header incomplete")
 
 // replay applies records to state and hashes and returns the length of the
 // valid prefix.

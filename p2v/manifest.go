@@ -29,6 +29,7 @@ type Manifest struct {
 	Source    string    // the source's name
 	Image     vhd.UUID  // UUID of the image the manifest describes
 	Pass      [16]byte  // random ID of the capture that wrote it
+	Parent    [16]byte  // for a differencing image: Pass of its parent's manifest then
 	Created   time.Time // when that capture finished
 	Hashes    []Hash    // one per chunk
 }
@@ -58,7 +59,7 @@ func (e *ManifestError) Unwrap() error { return e.Err }
 const (
 	manifestMagic   = "VMMKP2VM"
 	manifestVersion = 1
-	manifestHeader  = 8 + 4 + 4 + 8 + 8 + 8 + 16 + 16 + 8 + 2 // then source name, hashes, check
+	manifestHeader  = 8 + 4 + 4 + 8 + 8 + 8 + 16 + 16 + 16 + 8 + 2 // then source name, hashes, check
 	maxChunks       = 1 << 28                                 // 256 Mi chunks: 256 TiB at 1 MiB
 )
 
@@ -80,6 +81,7 @@ func (m *Manifest) MarshalBinary() ([]byte, error) {
 	b = binary.LittleEndian.AppendUint64(b, uint64(len(m.Hashes)))
 	b = append(b, m.Image[:]...)
 	b = append(b, m.Pass[:]...)
+	b = append(b, m.Parent[:]...)
 	b = binary.LittleEndian.AppendUint64(b, uint64(m.Created.UnixNano()))
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(name)))
 	b = append(b, name...)
@@ -114,9 +116,10 @@ func (m *Manifest) UnmarshalBinary(b []byte) error {
 	out.ChunkSize, out.DiskSize = chunk, size
 	copy(out.Image[:], p[:16])
 	copy(out.Pass[:], p[16:32])
-	out.Created = time.Unix(0, int64(binary.LittleEndian.Uint64(p[32:]))).UTC()
-	nl := int(binary.LittleEndian.Uint16(p[40:]))
-	p = p[42:]
+	copy(out.Parent[:], p[32:48])
+	out.Created = time.Unix(0, int64(binary.LittleEndian.Uint64(p[48:]))).UTC()
+	nl := int(binary.LittleEndian.Uint16(p[56:]))
+	p = p[58:]
 	if len(p) != nl+16*int(n)+8 {
 		return fmt.Errorf("%d bytes of body, want %d", len(p), nl+16*int(n)+8)
 	}
@@ -195,6 +198,15 @@ func (m *Manifest) checkAgainst(path string, img *vhd.Disk, skip func(int) bool)
 		return &ManifestError{Path: path, Reason: fmt.Sprintf("describes image %s, but %s is %s", m.Image, img.Name(), info.UUID)}
 	case img.Size() < m.DiskSize:
 		return &ManifestError{Path: path, Reason: fmt.Sprintf("describes a %d-byte disk, but %s is %d bytes", m.DiskSize, img.Name(), img.Size())}
+	}
+	if par := img.Parent(); par != nil && m.Parent != ([16]byte{}) {
+		// The parent's own manifest says whether the parent is still what
+		// it was when this child was made; a parent recaptured in place is
+		// not, and the child now reads a mix of two moments. (VHDX notices
+		// by itself through the data write GUID; VHD cannot.)
+		if pm, err := ReadManifest(ManifestPath(par.Name())); err == nil && pm.Pass != m.Parent {
+			return &ManifestError{Path: path, Reason: fmt.Sprintf("the parent image %s was recaptured after %s was made from it, so %s no longer holds a consistent disk", par.Name(), img.Name(), img.Name())}
+		}
 	}
 	const samples = 8
 	n := len(m.Hashes)

@@ -15,7 +15,7 @@ import (
 
 func sampleManifest() *Manifest {
 	m := &Manifest{ChunkSize: 1 << 20, DiskSize: 5<<20 + 512, Source: "/dev/sdx", Created: time.Unix(1700000000, 5).UTC()}
-	m.Image[0], m.Pass[1] = 1, 2
+	m.Image[0], m.Pass[1], m.Parent[2] = 1, 2, 3
 	m.Hashes = make([]Hash, chunkCount(m.DiskSize, m.ChunkSize))
 	for i := range m.Hashes {
 		m.Hashes[i] = hashOf([]byte{byte(i)})

@@ -60,7 +60,7 @@ const (
 	manifestMagic   = "VMMKP2VM"
 	manifestVersion = 1
 	manifestHeader  = 8 + 4 + 4 + 8 + 8 + 8 + 16 + 16 + 16 + 8 + 2 // then source name, hashes, check
-	maxChunks       = 1 << 28                                 // 256 Mi chunks: 256 TiB at 1 MiB
+	maxChunks       = 1 << 28                                      // 256 Mi chunks: 256 TiB at 1 MiB
 )
 
 func chunkCount(size, chunk int64) int64 { return (size + chunk - 1) / chunk }

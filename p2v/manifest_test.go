@@ -93,9 +93,12 @@ func TestJournalReplay(t *testing.T) {
 	assert.Equal(t, []uint8{2, 2, 2, 2, 2, 2, 2, 2, 0, 0}, state, "records after a trimmed tail are read")
 
 	var je *JournalError
-	require.NoError(t, os.WriteFile(p, []byte("junk"), 0o644))
+	require.NoError(t, os.WriteFile(p, bytes.Repeat([]byte("junk"), jHeaderLen), 0o644))
 	_, _, _, err = openJournal(p)
 	require.ErrorAs(t, err, &je)
+	require.NoError(t, os.WriteFile(p, []byte("VMMKP2VJ"), 0o644))
+	_, _, _, err = openJournal(p)
+	require.ErrorIs(t, err, errTornJournal)
 }
 
 // FuzzJournalReplay replays records whose check sums are right but whose

@@ -643,7 +643,9 @@ func (c *capturer) pass(ctx context.Context, frozen bool) (PassResult, error) {
 			cancel()
 			return pr, err
 		}
-		c.res.BadRanges = append(c.res.BadRanges, j.bad...)
+		if len(j.bad) > 0 {
+			c.res.BadRanges = mergeRanges(append(c.res.BadRanges, j.bad...))
+		}
 		prog.update((j.idx)*c.chunk + c.chunkLen(j.idx))
 		pool <- j
 	}

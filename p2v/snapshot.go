@@ -18,16 +18,17 @@ import "context"
 //     FITHAW ioctls.
 //   - Offline does nothing, for disks that nothing writes to (unmounted, or
 //     a powered-off machine's disk attached elsewhere).
-//   - On Windows, the Volume Shadow Copy Service is the way: an
-//     implementation calls CreateVssBackupComponents, InitializeForBackup,
-//     SetBackupState, GatherWriterMetadata, StartSnapshotSet,
-//     AddToSnapshotSet for the volume, PrepareForBackup and DoSnapshotSet;
-//     it then reads the shadow copy's device (\\?\GLOBALROOT\Device\
-//     HarddiskVolumeShadowCopyN) instead of freezing the live volume, so
-//     Freeze returns at once with a Source switch rather than a pause, and
-//     thaw releases the snapshot (BackupComplete, release of the
-//     components). vmmkit does not ship it yet: it cannot be built or
-//     tested here, and an untested VSS client would be worse than none.
+//   - On Windows, the Volume Shadow Copy Service gives the point in time
+//     without a freeze: a requester calls CreateVssBackupComponents,
+//     InitializeForBackup, SetBackupState, GatherWriterMetadata,
+//     StartSnapshotSet, AddToSnapshotSet for each volume of the disk,
+//     PrepareForBackup and DoSnapshotSet, then reads the shadow copies
+//     (\\?\GLOBALROOT\Device\HarddiskVolumeShadowCopyN) instead of the
+//     live volumes, and releases them with BackupComplete. With that, the
+//     Source is the shadow copy and the Snapshotter is Offline: one pass,
+//     consistent by construction. vmmkit does not ship that requester yet:
+//     it cannot be built or tested on the Linux machines vmmkit is tested
+//     on, and an untested VSS client would be worse than none.
 type Snapshotter interface {
 	Freeze(ctx context.Context) (thaw func() error, err error)
 }

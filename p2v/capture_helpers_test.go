@@ -108,7 +108,13 @@ func rawOf(t testing.TB, image, raw string) {
 func qemuRaw(t testing.TB, image, raw string) {
 	t.Helper()
 	qemu := testenv.Tool(t, "VMM_TEST_QEMU_IMG", "qemu-img")
-	run(t, qemu, "convert", "-O", "raw", image, raw)
+	// A fixed VHD has its footer only at the end, so qemu-img's probe
+	// takes it for raw: name the format.
+	format := "vpc"
+	if strings.HasSuffix(image, ".vhdx") {
+		format = "vhdx"
+	}
+	run(t, qemu, "convert", "-f", format, "-O", "raw", image, raw)
 }
 
 // pyvhdiSHA256 hashes an image's virtual disk as libvhdi's Python binding

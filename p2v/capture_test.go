@@ -32,15 +32,19 @@ func openDevice(t testing.TB, path string) *Device {
 }
 
 func TestCaptureFullExt4(t *testing.T) {
-	for _, ext := range []string{"vhdx", "vhd"} {
-		t.Run(ext, func(t *testing.T) {
+	for _, tc := range []struct {
+		ext string
+		typ vhd.Type
+	}{{"vhdx", vhd.Dynamic}, {"vhd", vhd.Dynamic}, {"vhd", vhd.Fixed}, {"vhdx", vhd.Fixed}} {
+		ext := tc.ext
+		t.Run(tc.typ.String()+" "+ext, func(t *testing.T) {
 			dir := t.TempDir()
 			src, files := ext4Image(t, dir, 64*MiB, 1, fsSizes...)
 			dev := openDevice(t, src)
 			dst := filepath.Join(dir, "disk."+ext)
 
 			var reports []Progress
-			res, err := Capture(context.Background(), dev, dst, &Options{Progress: func(p Progress) { reports = append(reports, p) }})
+			res, err := Capture(context.Background(), dev, dst, &Options{Type: tc.typ, Progress: func(p Progress) { reports = append(reports, p) }})
 			require.NoError(t, err)
 
 			layout := res.Layout
@@ -57,6 +61,10 @@ func TestCaptureFullExt4(t *testing.T) {
 			last := reports[len(reports)-1]
 			assert.Equal(t, last.Done, last.Total)
 			assert.Equal(t, int64(64*MiB), last.Total)
+			d, err := vhd.Open(dst)
+			require.NoError(t, err)
+			assert.Equal(t, tc.typ, d.Type())
+			d.Close()
 
 			// The image is no bigger than the used data plus 5 %.
 			assert.LessOrEqual(t, allocated(t, dst), used+used/20, "image size")

@@ -144,6 +144,16 @@ const (
 	maxFreezeAttempts = 3
 )
 
+// testEvent, when a test sets testHook, reports the steps of the write
+// protocol in the order they happen.
+var testHook func(event string)
+
+func testEvent(e string) {
+	if testHook != nil {
+		testHook(e)
+	}
+}
+
 // checkpointBytes is how much of the source a batch covers: the work a
 // crash can make a resumed capture redo. Tests lower it.
 var checkpointBytes int64 = 128 << 20
@@ -168,8 +178,11 @@ func Capture(ctx context.Context, src Source, dst string, opts *Options) (*Resul
 	if err != nil {
 		return nil, err
 	}
-	if cv, ok := c.o.Snapshotter.(interface{ Covers(string) bool }); ok && cv.Covers(c.image) {
+	if cv, ok := c.o.Snapshotter.(Coverer); ok && cv.Covers(c.image) {
 		return nil, fmt.Errorf("p2v: image %s is on the file system that would be frozen", c.image)
+	}
+	if d, ok := src.(*Device); ok && c.o.Snapshotter != nil && d.block && !d.direct {
+		return nil, fmt.Errorf("p2v: %s could not be opened with O_DIRECT, and without it a pass may read blocks the device's cache kept from an earlier pass; a consistent capture needs it", d.name)
 	}
 	if err := c.open(); err != nil {
 		return nil, err
@@ -204,7 +217,10 @@ type capturer struct {
 	cur   []Hash  // what the image holds, chunk by chunk
 	state []uint8 // replayed from the journal
 	fresh []bool  // chunk never written in a new full image: holes read as zeros
-	zeros zeroHashes
+
+	chunkSet bool // the caller chose the chunk size
+	unsynced bool // the image has writes not yet synced
+	zeros    zeroHashes
 }
 
 func newCapturer(src Source, dst string, opts *Options) (*capturer, error) {
@@ -218,6 +234,8 @@ func newCapturer(src Source, dst string, opts *Options) (*capturer, error) {
 		return nil, fmt.Errorf("p2v: source %s has size %d", src.Name(), c.size)
 	}
 	switch {
+	case o.Previous == "" && o.InPlace:
+		return nil, errors.New("p2v: InPlace needs Previous, the image to update")
 	case o.Previous == "":
 		c.mode, c.image = captureFull, dst
 	case o.InPlace:
@@ -231,8 +249,12 @@ func newCapturer(src Source, dst string, opts *Options) (*capturer, error) {
 	if c.image == "" {
 		return nil, errors.New("p2v: no destination image")
 	}
+	c.chunkSet = o.ChunkSize != 0
 	if o.ChunkSize == 0 {
 		o.ChunkSize = defaultChunk
+	}
+	if o.Layout != nil && o.Layout.Size != c.size {
+		return nil, fmt.Errorf("p2v: Options.Layout describes a %d-byte disk, the source %s is %d bytes", o.Layout.Size, src.Name(), c.size)
 	}
 	if o.ChunkSize < 4096 || o.ChunkSize > 64<<20 || o.ChunkSize&(o.ChunkSize-1) != 0 {
 		return nil, fmt.Errorf("p2v: chunk size %d is not a power of two from 4 KiB to 64 MiB", o.ChunkSize)
@@ -267,7 +289,7 @@ func (c *capturer) open() error {
 		if m.DiskSize != c.size {
 			return &ManifestError{Path: ManifestPath(c.o.Previous), Reason: fmt.Sprintf("records a %d-byte disk, but %s is %d bytes", m.DiskSize, c.src.Name(), c.size)}
 		}
-		if c.o.ChunkSize != defaultChunk && c.o.ChunkSize != m.ChunkSize {
+		if c.chunkSet && c.o.ChunkSize != m.ChunkSize {
 			return fmt.Errorf("p2v: chunk size %d differs from the previous capture's %d", c.o.ChunkSize, m.ChunkSize)
 		}
 		c.o.ChunkSize = m.ChunkSize
@@ -295,11 +317,16 @@ func (c *capturer) open() error {
 		return err
 	}
 	if j != nil {
-		if err := c.adoptJournal(j); err != nil {
+		keep, err := c.adoptJournal(j)
+		if err != nil {
 			j.close()
 			return err
 		}
-		c.res.Resumed = true
+		if keep {
+			c.res.Resumed = true
+		} else {
+			state, hashes = nil, nil
+		}
 	}
 	c.state = state
 	if c.state == nil {
@@ -330,7 +357,9 @@ func (c *capturer) open() error {
 
 // adoptJournal accepts the journal of an interrupted capture if it belongs
 // to this one.
-func (c *capturer) adoptJournal(j *journal) error {
+// It reports false, having removed the journal, when the capture it served
+// had finished.
+func (c *capturer) adoptJournal(j *journal) (bool, error) {
 	h := j.hdr
 	var base [16]byte
 	if c.base != nil {
@@ -339,13 +368,16 @@ func (c *capturer) adoptJournal(j *journal) error {
 	if c.mode == captureInPlace && c.base != nil && c.base.Pass == h.Pass {
 		// The interrupted capture got as far as writing its manifest;
 		// only the journal's removal was lost.
-		return j.remove()
+		return false, j.remove()
 	}
-	if h.Mode != c.mode || h.ChunkSize != c.chunk || h.DiskSize != c.size || h.Base != base {
-		return &JournalError{Path: j.path, Reason: fmt.Sprintf("belongs to a different capture (a %s capture of a %d-byte disk in %d-byte chunks); finish that one, or delete the journal and the image to start over", modeNames[h.Mode], h.DiskSize, h.ChunkSize)}
+	if h.Mode != c.mode || h.ChunkSize != c.chunk || h.DiskSize != c.size {
+		return false, &JournalError{Path: j.path, Reason: fmt.Sprintf("belongs to a different capture (a %s capture of a %d-byte disk in %d-byte chunks); finish that one, or delete the journal and the image to start over", modeNames[h.Mode], h.DiskSize, h.ChunkSize)}
+	}
+	if h.Base != base {
+		return false, &JournalError{Path: j.path, Reason: fmt.Sprintf("continues from previous capture %x, but %s now records capture %x; delete the journal and the image to start over", h.Base[:4], ManifestPath(c.o.Previous), base[:4])}
 	}
 	c.j = j
-	return nil
+	return true, nil
 }
 
 func (c *capturer) newJournal(uuid vhd.UUID) error {
@@ -367,7 +399,7 @@ func (c *capturer) openImage() error {
 	case captureInPlace:
 		img, err := vhd.OpenFile(c.image, os.O_RDWR, nil)
 		if err != nil {
-			return err
+			return fmt.Errorf("p2v: opening previous image %s: %w", c.image, err)
 		}
 		skip := func(i int) bool { return c.state[i] != chunkUnknown }
 		if err := c.base.checkAgainst(ManifestPath(c.image), img, skip); err != nil {
@@ -383,9 +415,12 @@ func (c *capturer) openImage() error {
 		c.img = img
 		return nil
 	case captureChild:
+		if err := checkNoJournal(c.o.Previous); err != nil {
+			return err
+		}
 		prev, err := vhd.Open(c.o.Previous)
 		if err != nil {
-			return err
+			return fmt.Errorf("p2v: opening previous image %s: %w", c.o.Previous, err)
 		}
 		err = c.base.checkAgainst(ManifestPath(c.o.Previous), prev, nil)
 		prev.Close()
@@ -416,7 +451,10 @@ func (c *capturer) openImage() error {
 			return nil
 		}
 		if !errors.Is(err, fs.ErrNotExist) {
-			return err
+			return fmt.Errorf("p2v: opening %s to resume: %w", c.image, err)
+		}
+		if !c.j.empty {
+			return &JournalError{Path: c.j.path, Reason: fmt.Sprintf("records chunks written to %s, which is gone; delete the journal to start over", c.image)}
 		}
 		return c.createImage(c.j.hdr.Image)
 	}
@@ -431,6 +469,15 @@ func (c *capturer) openImage() error {
 		c.j.remove()
 		c.j = nil
 		return err
+	}
+	return nil
+}
+
+// checkNoJournal refuses an image that an interrupted capture is writing:
+// until it is resumed, it holds chunks from two moments.
+func checkNoJournal(image string) error {
+	if _, err := os.Stat(journalPath(image)); err == nil {
+		return &JournalError{Path: journalPath(image), Reason: fmt.Sprintf("a capture into %s was interrupted; resume it (run the same capture again) before using the image", image)}
 	}
 	return nil
 }
@@ -469,7 +516,10 @@ func (c *capturer) run(ctx context.Context) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		if pr.Written <= c.o.ConvergeBytes || live >= c.o.MaxPasses {
+		// A resumed first pass skipped what was done before, so what it
+		// wrote says nothing of how far the image is from the source.
+		resumedPass := live == 1 && c.res.Resumed
+		if (pr.Written <= c.o.ConvergeBytes && !resumedPass) || live >= c.o.MaxPasses {
 			break
 		}
 	}
@@ -480,8 +530,11 @@ func (c *capturer) run(ctx context.Context) (*Result, error) {
 		if err == nil {
 			return &c.res, nil
 		}
-		if !errors.Is(err, ErrFreezeTimeout) || attempt == maxFreezeAttempts {
+		if !errors.Is(err, ErrFreezeTimeout) {
 			return nil, err
+		}
+		if attempt == maxFreezeAttempts {
+			return nil, fmt.Errorf("%w: %d attempts of at most %v each; the source was thawed each time (raise MaxFreeze, or lower the write load)", err, attempt, c.o.MaxFreeze)
 		}
 		if _, err := c.pass(ctx, false); err != nil {
 			return nil, err
@@ -489,36 +542,41 @@ func (c *capturer) run(ctx context.Context) (*Result, error) {
 	}
 }
 
-// frozenPass freezes the source, makes one pass and thaws it; a watchdog
-// thaws it after MaxFreeze whatever the pass is doing.
+// frozenPass freezes the source, makes one pass and thaws it. A watchdog
+// cancels the pass and thaws the source after MaxFreeze, whatever the pass is
+// doing; a pass the watchdog interrupted does not count, even if it ended at
+// the same moment. The thaw also runs if the pass panics.
 func (c *capturer) frozenPass(ctx context.Context) (time.Duration, error) {
 	thaw, err := c.o.Snapshotter.Freeze(ctx)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("p2v: freezing the source: %w", err)
 	}
 	start := time.Now()
 	var once sync.Once
 	var thawErr error
-	var thawedAt time.Duration
+	var frozen time.Duration
 	doThaw := func() {
-		once.Do(func() { thawErr = thaw(); thawedAt = time.Since(start) })
+		once.Do(func() { thawErr = thaw(); frozen = time.Since(start) })
 	}
+	defer doThaw()
 	fctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	watchdog := time.AfterFunc(c.o.MaxFreeze, func() {
+		cancel(ErrFreezeTimeout) // first: no chunk read after the thaw is accepted
 		doThaw()
-		cancel(ErrFreezeTimeout)
 	})
 	_, err = c.pass(fctx, true)
-	watchdog.Stop()
-	doThaw()
-	cancel(nil)
-	if err != nil && context.Cause(fctx) == ErrFreezeTimeout && ctx.Err() == nil {
+	if !watchdog.Stop() {
 		err = ErrFreezeTimeout
 	}
-	if err == nil && thawErr != nil {
-		err = fmt.Errorf("p2v: thawing the source: %w", thawErr)
+	doThaw()
+	if err != nil && ctx.Err() == nil && context.Cause(fctx) == ErrFreezeTimeout {
+		err = ErrFreezeTimeout
 	}
-	return thawedAt, err
+	if thawErr != nil {
+		err = errors.Join(err, fmt.Errorf("p2v: thawing the source: %w", thawErr))
+	}
+	return frozen, err
 }
 
 // abort leaves the image and journal for a resume.
@@ -583,8 +641,11 @@ func (c *capturer) pass(ctx context.Context, frozen bool) (PassResult, error) {
 	}
 	c.res.Layout = layout
 
+	// On an error the pass returns without waiting for its goroutines: a
+	// read can hang in the kernel on a failing disk. They end by themselves
+	// once their read returns (the feeder stops on ctx; the workers when the
+	// feeder closes jobs), touching nothing but the source and their buffers.
 	var wg sync.WaitGroup
-	defer wg.Wait() // after cancel, below: the workers end once the feeder stops
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	par := c.o.Parallel
@@ -602,7 +663,7 @@ func (c *capturer) pass(ctx context.Context, frozen bool) (PassResult, error) {
 			}
 		})
 	}
-	go func() { // feeder: chunks in order
+	wg.Go(func() { // feeder: chunks in order
 		defer close(order)
 		defer close(jobs)
 		free := layout.Free
@@ -625,14 +686,17 @@ func (c *capturer) pass(ctx context.Context, frozen bool) (PassResult, error) {
 				return
 			}
 		}
-	}()
+	})
 
 	w := c.newBatchWriter()
 	prog := progressor{fn: c.o.Progress, pass: len(c.res.Passes) + 1, frozen: frozen, total: c.size, start: start}
 	for j := range order {
-		<-j.ready
+		select {
+		case <-j.ready:
+		case <-ctx.Done():
+			return pr, context.Cause(ctx)
+		}
 		if err := ctx.Err(); err != nil {
-			cancel()
 			return pr, context.Cause(ctx)
 		}
 		if j.err != nil {
@@ -652,6 +716,7 @@ func (c *capturer) pass(ctx context.Context, frozen bool) (PassResult, error) {
 	if err := ctx.Err(); err != nil {
 		return pr, context.Cause(ctx)
 	}
+	wg.Wait()
 	if err := w.flush(); err != nil {
 		return pr, err
 	}
@@ -684,7 +749,7 @@ func (c *capturer) layout(frozen bool) (*Layout, error) {
 // checkSize fails when the source is now smaller than when the capture
 // began (a source that can tell: see Device).
 func (c *capturer) checkSize() error {
-	s, ok := c.src.(interface{ CurrentSize() (int64, error) })
+	s, ok := c.src.(Sizer)
 	if !ok {
 		return nil
 	}
@@ -748,9 +813,9 @@ func (c *capturer) readChunk(j *chunkJob) {
 }
 
 func (c *capturer) readRange(j *chunkJob, p []byte, off int64) error {
-	_, err := c.src.ReadAt(p, off)
-	if err == nil {
-		return nil
+	n, err := c.src.ReadAt(p, off)
+	if n == len(p) {
+		return nil // io.ReaderAt may say io.EOF with a full read at the end
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return fmt.Errorf("%w: %s ends before byte %d", ErrSourceChanged, c.src.Name(), off+int64(len(p)))
@@ -758,19 +823,30 @@ func (c *capturer) readRange(j *chunkJob, p []byte, off int64) error {
 	if !c.o.ZeroBadSectors {
 		return &ReadError{Source: c.src.Name(), Range: Range{Off: off, Len: int64(len(p))}, Err: err}
 	}
-	// Find the bad sectors one by one; keep the good ones.
-	for s := int64(0); s < int64(len(p)); s += sector {
-		b := p[s:min(s+sector, int64(len(p)))]
-		if _, err := c.src.ReadAt(b, off+s); err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return fmt.Errorf("%w: %s ends before byte %d", ErrSourceChanged, c.src.Name(), off+s+int64(len(b)))
-			}
-			clear(b)
-			if k := len(j.bad); k > 0 && j.bad[k-1].End() == off+s {
-				j.bad[k-1].Len += int64(len(b))
-			} else {
-				j.bad = append(j.bad, Range{Off: off + s, Len: int64(len(b))})
-			}
+	// Find the bad sectors one by one; keep the good ones. A device read
+	// with O_DIRECT reads 4 KiB at a time whatever is asked, so that is the
+	// unit there.
+	unit := int64(sector)
+	if d, ok := c.src.(*Device); ok && d.direct {
+		unit = directAlign
+	}
+	for s := int64(0); s < int64(len(p)); {
+		at := off + s
+		e := min((at/unit+1)*unit-off, int64(len(p))) // to the next unit boundary
+		b := p[s:e]
+		s = e
+		n, err := c.src.ReadAt(b, at)
+		if n == len(b) {
+			continue
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("%w: %s ends before byte %d", ErrSourceChanged, c.src.Name(), at+int64(len(b)))
+		}
+		clear(b)
+		if k := len(j.bad); k > 0 && j.bad[k-1].End() == at {
+			j.bad[k-1].Len += int64(len(b))
+		} else {
+			j.bad = append(j.bad, Range{Off: at, Len: int64(len(b))})
 		}
 	}
 	return nil
@@ -854,6 +930,7 @@ func (w *batchWriter) write(j *chunkJob, n int64, pr *PassResult) error {
 		runs = j.runs // a new image reads zeros where nothing is written
 	}
 	for _, r := range runs {
+		testEvent("write")
 		if _, err := c.img.WriteAt(j.buf[r.Off:r.End()], off+r.Off); err != nil {
 			return fmt.Errorf("p2v: writing %s at byte %d: %w", c.image, off+r.Off, err)
 		}
@@ -861,6 +938,7 @@ func (w *batchWriter) write(j *chunkJob, n int64, pr *PassResult) error {
 	}
 	c.fresh[j.idx] = false
 	c.state[j.idx] = chunkUnknown
+	c.unsynced = true
 	pr.Changed++
 	w.wrote = true
 	return nil
@@ -872,11 +950,18 @@ func (w *batchWriter) flush() error {
 		return nil
 	}
 	c := w.c
-	if w.wrote {
+	// Any write not yet synced, of this batch or of a pass that stopped
+	// before its flush, reaches the disk before a done record can:
+	// records are appended in order, so a later fsync of the journal would
+	// make this one durable too.
+	if c.unsynced {
 		if err := c.img.Sync(); err != nil {
 			return fmt.Errorf("p2v: syncing %s: %w", c.image, err)
 		}
+		testEvent("image sync")
+		c.unsynced = false
 	}
+	testEvent("done")
 	if err := c.j.done(w.first, w.hashes, w.wrote); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/zeebo/xxh3"
 
@@ -91,6 +92,16 @@ func createJournal(path string, h journalHeader) (*journal, error) {
 		j.remove()
 		return nil, fmt.Errorf("p2v: syncing journal %s: %w", path, err)
 	}
+	// The journal's name must be durable before anything it protects is
+	// written, or a power loss could keep the writes and lose the journal.
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		j.remove()
+		return nil, err
+	}
+	if err := lockFile(f); err != nil {
+		j.remove()
+		return nil, fmt.Errorf("p2v: journal %s: %w", path, err)
+	}
 	return j, nil
 }
 
@@ -113,6 +124,10 @@ func openJournal(path string) (*journal, []uint8, []Hash, error) {
 	}
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("p2v: opening journal: %w", err)
+	}
+	if err := lockFile(f); err != nil {
+		f.Close()
+		return nil, nil, nil, &JournalError{Path: path, Reason: "another capture into the same image is running (" + err.Error() + ")"}
 	}
 	b, err := io.ReadAll(f)
 	if err != nil {
@@ -155,7 +170,7 @@ func openJournal(path string) (*journal, []uint8, []Hash, error) {
 	}
 	if _, err := f.Seek(0, io.SeekEnd); err != nil {
 		f.Close()
-		return nil, nil, nil, fmt.Errorf("p2v: %w", err)
+		return nil, nil, nil, fmt.Errorf("p2v: journal %s: %w", path, err)
 	}
 	return &journal{f: f, path: path, hdr: h, empty: end == 0}, state, hashes, nil
 }

@@ -88,11 +88,17 @@ func TestJournalReplay(t *testing.T) {
 	assert.Equal(t, hs, got[:4])
 	require.NoError(t, j.done(4, []Hash{{5}, {6}, {7}, {8}}, true))
 	j.close()
-	_, state, _, err = openJournal(p)
+	j, state, _, err = openJournal(p)
 	require.NoError(t, err)
 	assert.Equal(t, []uint8{2, 2, 2, 2, 2, 2, 2, 2, 0, 0}, state, "records after a trimmed tail are read")
 
+	// A second capture into the same image is refused while one runs.
 	var je *JournalError
+	_, _, _, err = openJournal(p)
+	require.ErrorAs(t, err, &je)
+	assert.Contains(t, err.Error(), "another capture")
+	j.close()
+
 	require.NoError(t, os.WriteFile(p, bytes.Repeat([]byte("junk"), jHeaderLen), 0o644))
 	_, _, _, err = openJournal(p)
 	require.ErrorAs(t, err, &je)

@@ -33,6 +33,13 @@ type Snapshotter interface {
 	Freeze(ctx context.Context) (thaw func() error, err error)
 }
 
+// A Coverer is a Snapshotter that can tell whether a path lies on what it
+// freezes. Capture refuses to write its image there: the writes would block
+// until the watchdog thaws the source. FSFreezer is one.
+type Coverer interface {
+	Covers(path string) bool
+}
+
 // Offline is the Snapshotter of a source nothing writes to: Freeze does
 // nothing, and the single pass it leads to is consistent by itself.
 type Offline struct{}

@@ -8,10 +8,21 @@ import (
 	"syscall"
 )
 
-// FSFreezer freezes a mounted Linux file system (ext4, XFS, btrfs, ...) with
-// the FIFREEZE ioctl, as fsfreeze(8) does, and thaws it with FITHAW. It needs
-// CAP_SYS_ADMIN. Writers to the file system block while it is frozen, so the
-// image Capture writes must live on another file system; Capture checks.
+// FSFreezer freezes a mounted Linux file system with the FIFREEZE ioctl, as
+// fsfreeze(8) does, and thaws it with FITHAW. It needs CAP_SYS_ADMIN.
+// Writers to the file system block while it is frozen, so the image Capture
+// writes must live on another file system; Capture checks.
+//
+// Any file system that supports freezing works (ext4, XFS, btrfs, ...), but
+// Capture reads the allocation maps of ext2/3/4, NTFS and FAT only; other
+// file systems are read whole in every pass, the frozen one included, which
+// makes the freeze longer.
+//
+// The kernel does not thaw a file system when the process that froze it
+// dies: Capture thaws on every return and on a panic, but a process killed
+// by SIGKILL while frozen leaves the file system frozen until someone runs
+// fsfreeze -u on the mount point. Handle SIGTERM and SIGINT by cancelling
+// the context passed to Capture.
 type FSFreezer struct {
 	// Mountpoint is the directory the file system is mounted on.
 	Mountpoint string

@@ -26,6 +26,13 @@ type Analyzer interface {
 	Analyze() (*Layout, error)
 }
 
+// A Sizer is a Source that can tell its size now. Capture checks it before
+// and after every pass and fails with ErrSourceChanged when the source has
+// shrunk or vanished. Device is one.
+type Sizer interface {
+	CurrentSize() (int64, error)
+}
+
 // ErrSourceChanged reports a source that shrank, vanished or returned a
 // short read while it was being captured.
 var ErrSourceChanged = errors.New("p2v: source changed size or disappeared during capture")
@@ -37,6 +44,7 @@ type Device struct {
 	name   string
 	size   int64
 	direct bool // reads bypass the page cache (O_DIRECT)
+	block  bool // a block device
 
 	bounce sync.Pool // aligned buffers for unaligned reads in direct mode
 }
@@ -51,7 +59,7 @@ const directAlign = 4096
 // pass (a mounted file system writes file data around that cache); a regular
 // file is read through the page cache, which is coherent with writers.
 func OpenDevice(path string) (*Device, error) {
-	f, direct, err := openSource(path)
+	f, block, direct, err := openSource(path)
 	if err != nil {
 		return nil, err
 	}
@@ -60,7 +68,7 @@ func OpenDevice(path string) (*Device, error) {
 		f.Close()
 		return nil, fmt.Errorf("p2v: size of %s: %w", path, err)
 	}
-	d := &Device{f: f, name: path, size: size, direct: direct}
+	d := &Device{f: f, name: path, size: size, direct: direct, block: block}
 	d.bounce.New = func() any { return alignedBuf(1 << 20) }
 	return d, nil
 }

@@ -8,24 +8,31 @@ import (
 )
 
 // openSource opens path read-only, with O_DIRECT when it is a block device.
-func openSource(path string) (*os.File, bool, error) {
+// It reports whether path is a block device and whether O_DIRECT is on.
+func openSource(path string) (f *os.File, block, direct bool, err error) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, false, fmt.Errorf("p2v: %w", err)
+		return nil, false, false, fmt.Errorf("p2v: %w", err)
 	}
-	if fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0 {
-		f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_DIRECT, 0)
-		if err == nil {
-			return f, true, nil
+	block = fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0
+	if block {
+		if f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_DIRECT, 0); err == nil {
+			return f, true, true, nil
 		}
 	}
-	f, err := os.Open(path)
+	f, err = os.Open(path)
 	if err != nil {
-		return nil, false, fmt.Errorf("p2v: %w", err)
+		return nil, false, false, fmt.Errorf("p2v: %w", err)
 	}
-	return f, false, nil
+	return f, block, false, nil
 }
 
 func addrOf(b []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b))) }
 
 func addrAligned(b []byte) bool { return addrOf(b)%directAlign == 0 }
+
+// lockFile takes an exclusive lock on f, failing at once if another process
+// holds it: two captures must not write the same image.
+func lockFile(f *os.File) error {
+	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+}

@@ -27,9 +27,12 @@ func (e *MismatchError) Error() string {
 // the image, as Capture leaves them; everything else must be equal. It
 // returns a *MismatchError listing the ranges that differ.
 func Verify(ctx context.Context, src Source, image string) error {
+	if err := checkNoJournal(image); err != nil {
+		return err
+	}
 	img, err := vhd.Open(image)
 	if err != nil {
-		return err
+		return fmt.Errorf("p2v: opening %s: %w", image, err)
 	}
 	defer img.Close()
 	size := src.Size()
@@ -54,7 +57,7 @@ func Verify(ctx context.Context, src Source, image string) error {
 		pos := int64(0)
 		for _, u := range used {
 			clear(a[pos:u.Off])
-			if _, err := src.ReadAt(a[u.Off:u.End()], off+u.Off); err != nil {
+			if err := readFull(src, a[u.Off:u.End()], off+u.Off); err != nil {
 				return &ReadError{Source: src.Name(), Range: Range{Off: off + u.Off, Len: u.Len}, Err: err}
 			}
 			pos = u.End()

@@ -107,8 +107,10 @@ type Result struct {
 	Read, Skipped, Written int64 // sums over the passes
 	Changed                int   // chunks written, over the passes
 
-	// BadRanges lists the sectors that could not be read and were captured
-	// as zeros (Options.ZeroBadSectors).
+	// BadRanges lists the sectors that could not be read in any pass of
+	// this call and were captured as zeros (Options.ZeroBadSectors). A
+	// resumed capture does not re-read chunks finished before the
+	// interruption, so it does not list their bad sectors again.
 	BadRanges []Range
 	// FreezeTime is how long the source stayed frozen in the pass that
 	// succeeded; FreezeAttempts counts the freezes, including ones that ran

@@ -23,8 +23,10 @@ func (e *MismatchError) Error() string {
 }
 
 // Verify re-reads src and compares it with the image, chunk by chunk. The
-// parts of the source that its file systems mark unused must read as zeros in
-// the image, as Capture leaves them; everything else must be equal. It
+// parts of the source that its file systems mark unused (by Analyze, or the
+// source's own Analyzer) must read as zeros in the image, as Capture leaves
+// them; everything else must be equal. A capture made with Options.Layout
+// is verified against the same map only if src is an Analyzer returning it. It
 // returns a *MismatchError listing the ranges that differ.
 func Verify(ctx context.Context, src Source, image string) error {
 	if err := checkNoJournal(image); err != nil {
@@ -39,7 +41,12 @@ func Verify(ctx context.Context, src Source, image string) error {
 	if img.Size() < size {
 		return fmt.Errorf("p2v: %s holds %d bytes, the source %d", image, img.Size(), size)
 	}
-	layout, err := Analyze(src, size)
+	var layout *Layout
+	if a, ok := src.(Analyzer); ok {
+		layout, err = a.Analyze()
+	} else {
+		layout, err = Analyze(src, size)
+	}
 	if err != nil {
 		return err
 	}

@@ -3,13 +3,10 @@ package p2v
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,55 +20,12 @@ import (
 	"github.com/vmmkit/vmmkit/vhd"
 )
 
-// run runs a program and fails the test with its output when it fails.
-func run(t testing.TB, prog string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(prog, args...)
-	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "%s %s:\n%s", prog, strings.Join(args, " "), out)
-	return string(out)
-}
-
-// garbageFile makes a file of size bytes with no zero 4 KiB page, so that
-// free space that a capture copied by mistake shows.
-func garbageFile(t testing.TB, path string, size int64, seed uint64) {
-	t.Helper()
-	f, err := os.Create(path)
-	require.NoError(t, err)
-	defer f.Close()
-	buf := make([]byte, 1<<20)
-	r := rand.New(rand.NewPCG(seed, 7))
-	for i := range len(buf) / 8 {
-		binary.LittleEndian.PutUint64(buf[8*i:], r.Uint64()|1)
-	}
-	for off := int64(0); off < size; off += int64(len(buf)) {
-		binary.LittleEndian.PutUint64(buf, uint64(off)|1)
-		_, err := f.WriteAt(buf[:min(int64(len(buf)), size-off)], off)
-		require.NoError(t, err)
-	}
-}
-
-// randomFiles writes files of random content into dir and returns their
-// contents by path relative to dir.
+// randomFiles writes files of random content into dir (randomTree, with the
+// subdirectory sub) and returns their contents by path relative to dir.
 func randomFiles(t testing.TB, dir string, seed uint64, sizes ...int) map[string][]byte {
 	t.Helper()
-	r := rand.New(rand.NewPCG(seed, 11))
-	files := map[string][]byte{}
-	for i, n := range sizes {
-		name := fmt.Sprintf("f%02d.bin", i)
-		if i%3 == 2 {
-			name = filepath.Join("sub", name)
-		}
-		b := make([]byte, n)
-		for k := range b {
-			b[k] = byte(r.Uint32())
-		}
-		p := filepath.Join(dir, name)
-		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
-		require.NoError(t, os.WriteFile(p, b, 0o644))
-		files[filepath.ToSlash(name)] = b
-	}
+	files := randomTree(seed, "sub", sizes...)
+	writeTree(t, dir, files)
 	return files
 }
 
@@ -84,7 +38,6 @@ func ext4Image(t testing.TB, dir string, size int64, seed uint64, sizes ...int) 
 	img := filepath.Join(dir, "ext4.img")
 	garbageFile(t, img, size, seed)
 	content := filepath.Join(dir, "content")
-	require.NoError(t, os.MkdirAll(content, 0o755))
 	files := randomFiles(t, content, seed, sizes...)
 	run(t, mkfs, "-q", "-F", "-E", "nodiscard", "-b", "4096", "-d", content, img)
 	return img, files

@@ -36,52 +36,11 @@ func extNeedTools(t testing.TB) extTools {
 	}
 }
 
-// extRun runs a program and fails the test with its output when it fails.
-func extRun(t testing.TB, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.CommandContext(t.Context(), name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// extGarbage makes a file of size bytes of random bytes with no zero 8-byte
-// word, so that free space left by mkfs holds garbage.
-func extGarbage(t testing.TB, path string, size int64, seed uint64) {
-	t.Helper()
-	r := rand.New(rand.NewPCG(seed, 3))
-	buf := make([]byte, 1<<20)
-	for i := 0; i < len(buf); i += 8 {
-		binary.LittleEndian.PutUint64(buf[i:], r.Uint64()|1)
-	}
-	f, err := os.Create(path)
-	require.NoError(t, err)
-	defer f.Close()
-	for off := int64(0); off < size; off += int64(len(buf)) {
-		_, err := f.WriteAt(buf[:min(int64(len(buf)), size-off)], off)
-		require.NoError(t, err)
-	}
-}
-
-// extTree returns files of random content by slash-separated path: empty,
-// tiny, block-sized and a few MiB, some in a subdirectory.
+// extTree returns files of random content by slash-separated path
+// (randomTree): empty, tiny, block-sized and a few MiB, some two directories
+// down.
 func extTree(seed uint64) map[string][]byte {
-	r := rand.New(rand.NewPCG(seed, 5))
-	sizes := []int{0, 1, 1000, 4096, 70001, 1<<20 + 3, 3<<20 + 5, 12345, 2 << 20}
-	tree := map[string][]byte{}
-	for i, n := range sizes {
-		name := fmt.Sprintf("f%d.bin", i)
-		if i%3 == 1 {
-			name = "dir/sub/" + name
-		}
-		b := make([]byte, n)
-		for k := range b {
-			b[k] = byte(r.Uint32())
-		}
-		tree[name] = b
-	}
-	return tree
+	return randomTree(seed, "dir/sub", 0, 1, 1000, 4096, 70001, 1<<20+3, 3<<20+5, 12345, 2<<20)
 }
 
 // extMkfs makes an ext file system of size bytes over garbage, populated
@@ -90,51 +49,12 @@ func extMkfs(t testing.TB, tl extTools, size int64, tree map[string][]byte, args
 	t.Helper()
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src")
-	for name, b := range tree {
-		p := filepath.Join(src, filepath.FromSlash(name))
-		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
-		require.NoError(t, os.WriteFile(p, b, 0o644))
-	}
-	require.NoError(t, os.MkdirAll(src, 0o755))
+	writeTree(t, src, tree)
 	img := filepath.Join(dir, "fs.img")
-	extGarbage(t, img, size, uint64(size))
+	garbageFile(t, img, size, uint64(size))
 	all := append([]string{"-q", "-F", "-E", "nodiscard", "-d", src}, args...)
-	extRun(t, tl.mkfs, append(all, img)...)
+	run(t, tl.mkfs, append(all, img)...)
 	return img
-}
-
-// extParseFile runs parseExt over the whole image file img.
-func extParseFile(t testing.TB, img string) (*fsUsage, error) {
-	t.Helper()
-	f, err := os.Open(img)
-	require.NoError(t, err)
-	defer f.Close()
-	st, err := f.Stat()
-	require.NoError(t, err)
-	return parseExt(f, st.Size())
-}
-
-// extCheckRanges checks the fsParser contract on Free: sorted, merged,
-// sector-aligned, non-empty ranges inside [0, size).
-func extCheckRanges(t testing.TB, free []Range, size int64) {
-	t.Helper()
-	for i, r := range free {
-		if r.Len <= 0 || r.Off < 0 || r.End() > size || r.Off%512 != 0 || r.Len%512 != 0 {
-			t.Fatalf("free range %d %+v is empty, unaligned or outside [0, %d)", i, r, size)
-		}
-		if i > 0 && r.Off <= free[i-1].End() {
-			t.Fatalf("free range %d %+v overlaps, touches or precedes %+v", i, r, free[i-1])
-		}
-	}
-}
-
-// extFreeBytes returns the total length of free.
-func extFreeBytes(free []Range) int64 {
-	var n int64
-	for _, r := range free {
-		n += r.Len
-	}
-	return n
 }
 
 var extStatsRE = regexp.MustCompile(`(?m)^(Free blocks|Block size):\s+(\d+)`)
@@ -143,7 +63,7 @@ var extStatsRE = regexp.MustCompile(`(?m)^(Free blocks|Block size):\s+(\d+)`)
 // reads from the superblock.
 func extStatsFree(t testing.TB, tl extTools, img string) (free, blockSize int64) {
 	t.Helper()
-	out := extRun(t, tl.debugfs, "-R", "stats", img)
+	out := run(t, tl.debugfs, "-R", "stats", img)
 	for _, m := range extStatsRE.FindAllStringSubmatch(out, -1) {
 		n, err := strconv.ParseInt(m[2], 10, 64)
 		require.NoError(t, err)
@@ -162,18 +82,12 @@ func extStatsFree(t testing.TB, tl extTools, img string) (free, blockSize int64)
 // of tree must read back unchanged.
 func extScribble(t testing.TB, tl extTools, img string, u *fsUsage, tree map[string][]byte) {
 	t.Helper()
-	data, err := os.ReadFile(img)
-	require.NoError(t, err)
-	for _, r := range u.Free {
-		for i := r.Off; i < r.End(); i++ {
-			data[i] = 0xA5
-		}
-	}
 	dir := t.TempDir()
 	cp := filepath.Join(dir, "scribbled.img")
-	require.NoError(t, os.WriteFile(cp, data, 0o644))
+	copyFile(t, img, cp)
+	scribbleRanges(t, cp, u.Free)
 
-	out, err := exec.CommandContext(t.Context(), tl.e2fsck, "-fn", cp).CombinedOutput()
+	out, err := command(t, false, tl.e2fsck, "-fn", cp)
 	require.NoError(t, err, "e2fsck -fn after overwriting the free ranges:\n%s", out)
 
 	var cmds strings.Builder
@@ -189,7 +103,7 @@ func extScribble(t testing.TB, tl extTools, img string, u *fsUsage, tree map[str
 	}
 	cmdFile := filepath.Join(dir, "cmds")
 	require.NoError(t, os.WriteFile(cmdFile, []byte(cmds.String()), 0o644))
-	extRun(t, tl.debugfs, "-f", cmdFile, cp)
+	run(t, tl.debugfs, "-f", cmdFile, cp)
 	for i, name := range names {
 		got, err := os.ReadFile(filepath.Join(dir, strconv.Itoa(i)))
 		require.NoError(t, err, "dump of /%s", name)
@@ -233,15 +147,15 @@ func TestParseExtImages(t *testing.T) {
 			t.Parallel()
 			tree := extTree(uint64(len(tc.name)))
 			img := extMkfs(t, tl, tc.size, tree, tc.args...)
-			u, err := extParseFile(t, img)
+			u, err := parseFile(t, parseExt, img)
 			require.NoError(t, err)
 			assert.Equal(t, tc.typ, u.Type)
 			assert.Equal(t, tc.block, u.BlockSize)
-			extCheckRanges(t, u.Free, tc.size)
+			checkFreeRanges(t, u.Free, tc.size)
 
 			// A fresh file system's free-block counter is exact.
 			free, bs := extStatsFree(t, tl, img)
-			assert.Equal(t, free*bs, extFreeBytes(u.Free), "free bytes: debugfs says %d blocks of %d", free, bs)
+			assert.Equal(t, free*bs, rangesLen(u.Free), "free bytes: debugfs says %d blocks of %d", free, bs)
 
 			extScribble(t, tl, img, u, tree)
 		})
@@ -260,11 +174,11 @@ func TestParseExtDeletedFile(t *testing.T) {
 			t.Parallel()
 			tree := extTree(9)
 			img := extMkfs(t, tl, 32<<20, tree, args...)
-			const victim = "f6.bin"
-			before, err := extParseFile(t, img)
+			const victim = "f06.bin" // 3 MiB and 5 bytes
+			before, err := parseFile(t, parseExt, img)
 			require.NoError(t, err)
 
-			out := extRun(t, tl.debugfs, "-R", "blocks /"+victim, img)
+			out := run(t, tl.debugfs, "-R", "blocks /"+victim, img)
 			var blocks []int64
 			for _, f := range strings.Fields(out) {
 				if n, err := strconv.ParseInt(f, 10, 64); err == nil {
@@ -272,36 +186,22 @@ func TestParseExtDeletedFile(t *testing.T) {
 				}
 			}
 			require.NotEmpty(t, blocks, "debugfs blocks /%s:\n%s", victim, out)
-			extRun(t, tl.debugfs, "-w", "-R", "rm /"+victim, img)
+			run(t, tl.debugfs, "-w", "-R", "rm /"+victim, img)
 			delete(tree, victim)
 
-			u, err := extParseFile(t, img)
+			u, err := parseFile(t, parseExt, img)
 			require.NoError(t, err)
 			bs := u.BlockSize
 			for _, b := range blocks {
 				r := Range{Off: b * bs, Len: bs}
-				require.True(t, extCovered(u.Free, r), "block %d of the deleted file is not free", b)
-				require.False(t, extCovered(before.Free, r), "block %d of the file was free before deletion", b)
+				require.True(t, covered(u.Free, r), "block %d of the deleted file is not free", b)
+				require.False(t, covered(before.Free, r), "block %d of the file was free before deletion", b)
 			}
 			free, fsBlock := extStatsFree(t, tl, img)
-			assert.Equal(t, free*fsBlock, extFreeBytes(u.Free))
+			assert.Equal(t, free*fsBlock, rangesLen(u.Free))
 			extScribble(t, tl, img, u, tree)
 		})
 	}
-}
-
-// extCovered reports whether r lies inside one range of rs.
-func extCovered(rs []Range, r Range) bool {
-	i, _ := slices.BinarySearchFunc(rs, r.Off, func(x Range, off int64) int {
-		switch {
-		case x.End() <= off:
-			return -1
-		case x.Off > off:
-			return 1
-		}
-		return 0
-	})
-	return i < len(rs) && rs[i].Off <= r.Off && r.End() <= rs[i].End()
 }
 
 // extPatch returns a copy of img with f applied to its bytes.
@@ -338,17 +238,17 @@ func TestParseExtDamaged(t *testing.T) {
 
 	t.Run("descriptor-crc32c", func(t *testing.T) {
 		img := extPatch(t, csum, func(b []byte) { b[gdt+desc+0x0E] ^= 1 }) // group 1 free inodes
-		_, err := extParseFile(t, img)
+		_, err := parseFile(t, parseExt, img)
 		extRequireFSError(t, err, gdt+desc, gdt+2*desc)
 	})
 	t.Run("descriptor-crc16", func(t *testing.T) {
 		img := extPatch(t, crc16, func(b []byte) { b[gdt+0x0E] ^= 1 }) // group 0 free inodes
-		_, err := extParseFile(t, img)
+		_, err := parseFile(t, parseExt, img)
 		extRequireFSError(t, err, gdt, gdt+desc)
 	})
 	t.Run("superblock-crc32c", func(t *testing.T) {
 		img := extPatch(t, csum, func(b []byte) { b[1024+0x78] ^= 1 }) // volume name
-		_, err := extParseFile(t, img)
+		_, err := parseFile(t, parseExt, img)
 		extRequireFSError(t, err, 1024, 2048)
 	})
 	t.Run("block-bitmap-crc32c", func(t *testing.T) {
@@ -357,7 +257,7 @@ func TestParseExtDamaged(t *testing.T) {
 			bitmap = int64(binary.LittleEndian.Uint32(b[gdt:])) * 1024
 			b[bitmap] &^= 1 // block 1, the superblock, now "free"
 		})
-		_, err := extParseFile(t, img)
+		_, err := parseFile(t, parseExt, img)
 		extRequireFSError(t, err, bitmap, bitmap+1024)
 	})
 	t.Run("bitmap-out-of-range", func(t *testing.T) {
@@ -365,7 +265,7 @@ func TestParseExtDamaged(t *testing.T) {
 			binary.LittleEndian.PutUint32(b[gdt+desc:], 1<<30) // group 1 block bitmap
 			fixCRC16(b, gdt, desc, 1)
 		})
-		_, err := extParseFile(t, img)
+		_, err := parseFile(t, parseExt, img)
 		extRequireFSError(t, err, gdt+desc, gdt+2*desc)
 	})
 	t.Run("truncated", func(t *testing.T) {
@@ -377,8 +277,8 @@ func TestParseExtDamaged(t *testing.T) {
 	})
 	t.Run("errors-recorded", func(t *testing.T) {
 		img := extPatch(t, crc16, func([]byte) {})
-		extRun(t, tl.debugfs, "-w", "-R", "ssv state 3", img)
-		_, err := extParseFile(t, img)
+		run(t, tl.debugfs, "-w", "-R", "ssv state 3", img)
+		_, err := parseFile(t, parseExt, img)
 		extRequireFSError(t, err, 1024, 2048)
 	})
 	t.Run("stale", func(t *testing.T) {
@@ -392,14 +292,14 @@ func TestParseExtDamaged(t *testing.T) {
 			{csum, "jo\njw -b 300 /dev/null\njc\n"},
 			{ext2, "ssv state 0\n"},
 		} {
-			want, err := extParseFile(t, tc.img)
+			want, err := parseFile(t, parseExt, tc.img)
 			require.NoError(t, err)
 			require.Empty(t, want.Stale)
 			img := extPatch(t, tc.img, func([]byte) {})
 			cmds := filepath.Join(t.TempDir(), "cmds")
 			require.NoError(t, os.WriteFile(cmds, []byte(tc.cmds), 0o644))
-			extRun(t, tl.debugfs, "-w", "-f", cmds, img)
-			got, err := extParseFile(t, img)
+			run(t, tl.debugfs, "-w", "-f", cmds, img)
+			got, err := parseFile(t, parseExt, img)
 			require.NoError(t, err)
 			assert.NotEmpty(t, got.Stale)
 			assert.Equal(t, want.Free, got.Free)
@@ -410,11 +310,11 @@ func TestParseExtDamaged(t *testing.T) {
 		// the journal inode is mapped by extents, or by blocks in ext3.
 		ext3 := extMkfs(t, tl, size, tree, "-t", "ext3")
 		for _, img := range []string{csum, ext3} {
-			want, err := extParseFile(t, img)
+			want, err := parseFile(t, parseExt, img)
 			require.NoError(t, err)
 			img = extPatch(t, img, func([]byte) {})
-			extRun(t, tl.debugfs, "-w", "-R", "feature needs_recovery", img)
-			got, err := extParseFile(t, img)
+			run(t, tl.debugfs, "-w", "-R", "feature needs_recovery", img)
+			got, err := parseFile(t, parseExt, img)
 			require.NoError(t, err)
 			assert.Equal(t, want, got)
 		}
@@ -455,7 +355,7 @@ func TestParseExtNotExt(t *testing.T) {
 	tl := extNeedTools(t)
 	img := extMkfs(t, tl, 8<<20, nil, "-b", "1024")
 	zeroed := extPatch(t, img, func(b []byte) { clear(b[1024:2048]) })
-	_, err := extParseFile(t, zeroed)
+	_, err := parseFile(t, parseExt, zeroed)
 	require.ErrorIs(t, err, errNotFS)
 }
 
@@ -506,10 +406,7 @@ func TestParseExtReadError(t *testing.T) {
 // byte parseExt reads; and hand-made superblocks.
 func extFuzzBases(f *testing.F) [][]byte {
 	var bases [][]byte
-	mkfs := os.Getenv("VMM_TEST_MKFS_EXT4")
-	if mkfs == "" {
-		mkfs, _ = exec.LookPath("mkfs.ext4")
-	}
+	mkfs := optionalTool(f, "VMM_TEST_MKFS_EXT4", "mkfs.ext4")
 	const uuid = "0f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9"
 	for i, tc := range []struct {
 		size int64
@@ -629,13 +526,6 @@ func FuzzParseExt(f *testing.F) {
 			size = min(size, int64(trunc)*512)
 		}
 		u, err := parseExt(bytes.NewReader(img), size)
-		if err != nil {
-			var fe *FSError
-			if !errors.Is(err, errNotFS) && !errors.As(err, &fe) {
-				t.Fatalf("error is neither errNotFS nor *FSError: %v", err)
-			}
-			return
-		}
-		extCheckRanges(t, u.Free, size)
+		checkParsed(t, u, err, size, "ext2", "ext3", "ext4")
 	})
 }

@@ -5,18 +5,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -40,56 +36,14 @@ func fatNeedTools(t testing.TB) fatTools {
 	}
 }
 
-// fatCommand runs a program with mtools' geometry check turned off (mtools
-// otherwise refuses images whose size is not a whole number of tracks) and
-// returns its combined output.
-func fatCommand(t testing.TB, name string, args ...string) (string, error) {
-	t.Helper()
-	cmd := exec.CommandContext(t.Context(), name, args...)
-	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
-// fatRun is fatCommand that fails the test when the program fails.
-func fatRun(t testing.TB, name string, args ...string) string {
-	t.Helper()
-	out, err := fatCommand(t, name, args...)
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
-	}
-	return out
-}
-
-// fatGarbage writes size bytes of non-zero pseudo-random garbage to a new
-// file at path, so that nothing in an image is zero unless mkfs made it so.
-func fatGarbage(t testing.TB, path string, size int64) {
-	t.Helper()
-	block := make([]byte, 1<<20)
-	fatRand(uint64(size)).Read(block)
-	for i, c := range block {
-		if c == 0 {
-			block[i] = 0xFF
-		}
-	}
-	f, err := os.Create(path)
-	require.NoError(t, err)
-	defer f.Close()
-	for left := size; left > 0; left -= int64(len(block)) {
-		_, err := f.Write(block[:min(left, int64(len(block)))])
-		require.NoError(t, err)
-	}
-	require.NoError(t, f.Close())
-}
-
 // fatMkfs makes a FAT file system with mkfs.vfat args on a garbage-filled
 // image of size bytes in dir, and returns the image's path. mkfs.vfat formats
 // a regular file in place at its current size (no -C, which would create it).
 func fatMkfs(t testing.TB, tl fatTools, dir string, size int64, args ...string) string {
 	t.Helper()
 	img := filepath.Join(dir, "fs.img")
-	fatGarbage(t, img, size)
-	fatRun(t, tl.mkfs, append(args, img)...)
+	garbageFile(t, img, size, uint64(size))
+	run(t, tl.mkfs, append(args, img)...)
 	return img
 }
 
@@ -133,18 +87,14 @@ func fatTree(seed uint64, cluster, budget int64) map[string][]byte {
 func fatCopyIn(t testing.TB, tl fatTools, img string, tree map[string][]byte) {
 	t.Helper()
 	src := t.TempDir()
-	for name, b := range tree {
-		p := filepath.Join(src, filepath.FromSlash(name))
-		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
-		require.NoError(t, os.WriteFile(p, b, 0o644))
-	}
+	writeTree(t, src, tree)
 	top, err := os.ReadDir(src)
 	require.NoError(t, err)
 	args := []string{"-s", "-i", img}
 	for _, e := range top {
 		args = append(args, filepath.Join(src, e.Name()))
 	}
-	fatRun(t, tl.mcopy, append(args, "::/")...)
+	run(t, tl.mcopy, append(args, "::/")...)
 }
 
 // fatDelete deletes the named files of tree from img with mdel.
@@ -155,18 +105,7 @@ func fatDelete(t testing.TB, tl fatTools, img string, tree map[string][]byte, na
 		args = append(args, "::/"+n)
 		delete(tree, n)
 	}
-	fatRun(t, tl.mdel, args...)
-}
-
-// fatParseFile runs parseFAT on the image file img.
-func fatParseFile(t testing.TB, img string) (*fsUsage, error) {
-	t.Helper()
-	f, err := os.Open(img)
-	require.NoError(t, err)
-	defer f.Close()
-	fi, err := f.Stat()
-	require.NoError(t, err)
-	return parseFAT(f, fi.Size())
+	run(t, tl.mdel, args...)
 }
 
 var fatFsckClusters = regexp.MustCompile(`(\d+) files?, (\d+)/(\d+) clusters`)
@@ -175,7 +114,7 @@ var fatFsckClusters = regexp.MustCompile(`(\d+) files?, (\d+)/(\d+) clusters`)
 // img ("N files, used/total clusters").
 func fatFsckFree(t testing.TB, tl fatTools, img string) int64 {
 	t.Helper()
-	out := fatRun(t, tl.fsck, "-n", "-v", img)
+	out := run(t, tl.fsck, "-n", "-v", img)
 	m := fatFsckClusters.FindStringSubmatch(out)
 	require.NotNil(t, m, "no cluster count in fsck.vfat output:\n%s", out)
 	used, _ := strconv.ParseInt(m[2], 10, 64)
@@ -194,46 +133,21 @@ func fatFreeClusters(t testing.TB, u *fsUsage) int64 {
 	return n
 }
 
-// fatCheckRanges checks the contract's promises on u.Free: sorted,
-// non-overlapping, merged, whole 512-byte sectors, inside [0, size).
-func fatCheckRanges(t testing.TB, u *fsUsage, size int64) {
-	t.Helper()
-	var end int64
-	for i, r := range u.Free {
-		if r.Len <= 0 || r.Off < 0 || r.End() > size || r.Off%512 != 0 || r.Len%512 != 0 {
-			t.Fatalf("free range %d %+v is empty, unaligned or outside [0, %d)", i, r, size)
-		}
-		if i > 0 && r.Off <= end {
-			t.Fatalf("free range %d %+v overlaps or touches the one before, which ends at %d", i, r, end)
-		}
-		end = r.End()
-	}
-}
-
 // fatCheckScribble is the decisive check: it overwrites every free range of a
 // copy of img with 0xA5, then fsck.vfat must find the copy clean and every
 // file of tree must read back unchanged.
 func fatCheckScribble(t testing.TB, tl fatTools, img string, u *fsUsage, tree map[string][]byte) {
 	t.Helper()
 	cp := img + ".scribbled"
-	fatCopyFile(t, img, cp)
-	f, err := os.OpenFile(cp, os.O_RDWR, 0)
-	require.NoError(t, err)
-	pattern := bytes.Repeat([]byte{0xA5}, 1<<20)
-	for _, r := range u.Free {
-		for off := r.Off; off < r.End(); off += int64(len(pattern)) {
-			_, err := f.WriteAt(pattern[:min(r.End()-off, int64(len(pattern)))], off)
-			require.NoError(t, err)
-		}
-	}
-	require.NoError(t, f.Close())
-	if out, err := fatCommand(t, tl.fsck, "-n", cp); err != nil {
+	copyFile(t, img, cp)
+	scribbleRanges(t, cp, u.Free)
+	if out, err := command(t, false, tl.fsck, "-n", cp); err != nil {
 		t.Fatalf("fsck.vfat -n of the image with its free clusters overwritten: %v\n%s", err, out)
 	}
 	out := t.TempDir()
-	fatRun(t, tl.mcopy, "-s", "-n", "-i", cp, "::/*", out)
+	run(t, tl.mcopy, "-s", "-n", "-i", cp, "::/*", out)
 	got := map[string][]byte{}
-	err = filepath.WalkDir(out, func(p string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(out, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -250,26 +164,6 @@ func fatCheckScribble(t testing.TB, tl fatTools, img string, u *fsUsage, tree ma
 		}
 	}
 	require.NoError(t, os.Remove(cp))
-}
-
-// fatCopyFile copies the file src to a new file dst.
-func fatCopyFile(t testing.TB, src, dst string) {
-	t.Helper()
-	in, err := os.Open(src)
-	require.NoError(t, err)
-	defer in.Close()
-	out, err := os.Create(dst)
-	require.NoError(t, err)
-	defer out.Close()
-	_, err = io.Copy(out, in)
-	require.NoError(t, err)
-	require.NoError(t, out.Close())
-}
-
-// fatCovered reports whether r lies inside one of the sorted ranges rs.
-func fatCovered(rs []Range, r Range) bool {
-	i := sort.Search(len(rs), func(i int) bool { return rs[i].End() > r.Off })
-	return i < len(rs) && rs[i].Off <= r.Off && r.End() <= rs[i].End()
 }
 
 // TestParseFATImages parses file systems made by mkfs.vfat and filled by
@@ -305,11 +199,11 @@ func TestParseFATImages(t *testing.T) {
 			}
 			fatDelete(t, tl, img, tree, holes...)
 
-			u, err := fatParseFile(t, img)
+			u, err := parseFile(t, parseFAT, img)
 			require.NoError(t, err)
 			assert.Equal(t, tc.typ, u.Type)
 			assert.Equal(t, tc.cluster, u.BlockSize)
-			fatCheckRanges(t, u, tc.size)
+			checkFreeRanges(t, u.Free, tc.size)
 			assert.Greater(t, len(u.Free), 1, "deleted files should leave holes")
 			assert.Equal(t, fatFsckFree(t, tl, img), fatFreeClusters(t, u), "free clusters, fsck.vfat vs parseFAT")
 			fatCheckScribble(t, tl, img, u, tree)
@@ -335,18 +229,18 @@ func TestParseFATDelete(t *testing.T) {
 			img := fatMkfs(t, tl, t.TempDir(), tc.size, tc.args...)
 			tree := fatTree(1, tc.cluster, tc.size/4)
 			fatCopyIn(t, tl, img, tree)
-			before, err := fatParseFile(t, img)
+			before, err := parseFile(t, parseFAT, img)
 			require.NoError(t, err)
 			big := int64(len(tree["big.bin"]))
 
 			fatDelete(t, tl, img, tree, "big.bin")
-			after, err := fatParseFile(t, img)
+			after, err := parseFile(t, parseFAT, img)
 			require.NoError(t, err)
-			fatCheckRanges(t, after, tc.size)
+			checkFreeRanges(t, after.Free, tc.size)
 			freed := fatFreeClusters(t, after) - fatFreeClusters(t, before)
 			assert.Equal(t, (big+tc.cluster-1)/tc.cluster, freed, "clusters freed by deleting a %d-byte file", big)
 			for _, r := range before.Free {
-				require.True(t, fatCovered(after.Free, r), "range %+v free before the deletion is not free after it", r)
+				require.True(t, covered(after.Free, r), "range %+v free before the deletion is not free after it", r)
 			}
 			assert.Equal(t, fatFsckFree(t, tl, img), fatFreeClusters(t, after))
 			fatCheckScribble(t, tl, img, after, tree)
@@ -362,7 +256,7 @@ func TestParseFATTooSmall(t *testing.T) {
 	img := filepath.Join(dir, "fs.img")
 	require.NoError(t, os.WriteFile(img, nil, 0o644))
 	require.NoError(t, os.Truncate(img, 64<<20)) // sparse is enough here
-	fatRun(t, tl.mkfs, "-F", "16", img)
+	run(t, tl.mkfs, "-F", "16", img)
 	f, err := os.Open(img)
 	require.NoError(t, err)
 	defer f.Close()
@@ -375,7 +269,7 @@ func TestParseFATTooSmall(t *testing.T) {
 	}
 	// The same with the image file itself cut short.
 	require.NoError(t, os.Truncate(img, 48<<20))
-	_, err = fatParseFile(t, img)
+	_, err = parseFile(t, parseFAT, img)
 	var fe *FSError
 	require.ErrorAs(t, err, &fe)
 }
@@ -388,8 +282,8 @@ func TestParseFATSmallFAT32(t *testing.T) {
 	img := filepath.Join(t.TempDir(), "fs.img")
 	require.NoError(t, os.WriteFile(img, nil, 0o644))
 	require.NoError(t, os.Truncate(img, 64<<20))
-	fatRun(t, tl.mkfs, "-F", "32", "-s", "8", img)
-	_, err := fatParseFile(t, img)
+	run(t, tl.mkfs, "-F", "32", "-s", "8", img)
+	_, err := parseFile(t, parseFAT, img)
 	var fe *FSError
 	require.ErrorAs(t, err, &fe)
 	assert.Equal(t, "fat16", fe.FS)
@@ -682,28 +576,10 @@ func TestParseFATNotFS(t *testing.T) {
 		img := filepath.Join(t.TempDir(), "ntfs.img")
 		require.NoError(t, os.WriteFile(img, nil, 0o644))
 		require.NoError(t, os.Truncate(img, 8<<20))
-		fatRun(t, mkntfs, "-F", "-Q", "-q", img)
-		_, err := fatParseFile(t, img)
+		run(t, mkntfs, "-F", "-Q", "-q", img)
+		_, err := parseFile(t, parseFAT, img)
 		require.ErrorIs(t, err, errNotFS)
 	})
-}
-
-// fatOptionalTool is testenv.Tool for fuzz seeds: it returns "" when the
-// program is missing, unless VMM_TEST_REQUIRE=1 makes that a failure.
-func fatOptionalTool(t testing.TB, env, program string) string {
-	t.Helper()
-	p := os.Getenv(env)
-	if p == "" {
-		p = program
-	}
-	p, err := exec.LookPath(p)
-	if err != nil {
-		if testenv.Required() {
-			t.Fatalf("VMM_TEST_REQUIRE=1 but %s not found: %v", program, err)
-		}
-		return ""
-	}
-	return p
 }
 
 // FuzzParseFAT feeds parseFAT arbitrary volumes: data followed by tail zero
@@ -717,7 +593,7 @@ func FuzzParseFAT(f *testing.F) {
 		head := bytes.TrimRight(img, "\x00")
 		f.Add(head, uint32(size-int64(len(head))))
 	}
-	if mkfs := fatOptionalTool(f, "VMM_TEST_MKFS_VFAT", "mkfs.vfat"); mkfs != "" {
+	if mkfs := optionalTool(f, "VMM_TEST_MKFS_VFAT", "mkfs.vfat"); mkfs != "" {
 		dir := f.TempDir()
 		for i, tc := range []struct {
 			size int64
@@ -731,7 +607,7 @@ func FuzzParseFAT(f *testing.F) {
 			img := filepath.Join(dir, fmt.Sprintf("seed%d.img", i))
 			require.NoError(f, os.WriteFile(img, nil, 0o644))
 			require.NoError(f, os.Truncate(img, tc.size))
-			fatRun(f, mkfs, append(tc.args, img)...)
+			run(f, mkfs, append(tc.args, img)...)
 			b, err := os.ReadFile(img)
 			require.NoError(f, err)
 			add(b, tc.size)
@@ -751,19 +627,8 @@ func FuzzParseFAT(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, tail uint32) {
 		size := int64(len(data)) + int64(tail%(64<<20))
 		u, err := parseFAT(fatSparse(data), size)
-		if err != nil {
-			var fe *FSError
-			if !errors.Is(err, errNotFS) && !errors.As(err, &fe) {
-				t.Fatalf("error is neither errNotFS nor *FSError: %v", err)
-			}
-			return
-		}
-		if u.BlockSize < 512 || u.BlockSize%512 != 0 {
+		if checkParsed(t, u, err, size, "fat12", "fat16", "fat32") && u.BlockSize%512 != 0 {
 			t.Fatalf("block size %d", u.BlockSize)
 		}
-		if !slices.Contains([]string{"fat12", "fat16", "fat32"}, u.Type) {
-			t.Fatalf("type %q", u.Type)
-		}
-		fatCheckRanges(t, u, size)
 	})
 }

@@ -8,11 +8,9 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -37,47 +35,6 @@ func ntfsTools(t testing.TB) ntfs3g {
 	}
 }
 
-// ntfsLookTool is testenv.Tool for optional use: it returns "" when the program
-// is missing.
-func ntfsLookTool(name, program string) string {
-	if v := os.Getenv(name); v != "" {
-		program = v
-	}
-	p, err := exec.LookPath(program)
-	if err != nil {
-		return ""
-	}
-	return p
-}
-
-// ntfsRunTool runs prog and returns its standard output, failing the test with
-// all its output when it fails.
-func ntfsRunTool(t testing.TB, prog string, args ...string) string {
-	t.Helper()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(prog, args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v\nstdout:\n%s\nstderr:\n%s", filepath.Base(prog), strings.Join(args, " "), err, stdout.Bytes(), stderr.Bytes())
-	}
-	return stdout.String()
-}
-
-// ntfsGarbage creates path holding size bytes of garbage: a pseudo-random
-// mebibyte over and over.
-func ntfsGarbage(t testing.TB, path string, size int64, seed uint64) {
-	t.Helper()
-	f, err := os.Create(path)
-	require.NoError(t, err)
-	defer f.Close()
-	block := ntfsRandom(1<<20, seed)
-	for off := int64(0); off < size; off += int64(len(block)) {
-		_, err := f.Write(block[:min(int64(len(block)), size-off)])
-		require.NoError(t, err)
-	}
-	require.NoError(t, f.Close())
-}
-
 // ntfsRandom returns n pseudo-random bytes.
 func ntfsRandom(n int, seed uint64) []byte {
 	b := make([]byte, n)
@@ -92,8 +49,8 @@ func ntfsRandom(n int, seed uint64) []byte {
 // file; -T and -H/-S/-p keep the output quiet and deterministic.
 func (n ntfs3g) format(t testing.TB, path string, size, sector, cluster int64) {
 	t.Helper()
-	ntfsGarbage(t, path, size, uint64(size+cluster))
-	ntfsRunTool(t, n.mkfs, "-F", "-Q", "-q", "-T", "-p", "0", "-H", "0", "-S", "0",
+	garbageFile(t, path, size, uint64(size+cluster))
+	run(t, n.mkfs, "-F", "-Q", "-q", "-T", "-p", "0", "-H", "0", "-S", "0",
 		"-s", strconv.FormatInt(sector, 10), "-c", strconv.FormatInt(cluster, 10), path)
 }
 
@@ -102,7 +59,7 @@ var ntfsFreeClustersRE = regexp.MustCompile(`Free Clusters:\s*(\d+)`)
 // freeClusters returns the free cluster count ntfsinfo reports.
 func (n ntfs3g) freeClusters(t testing.TB, img string) int64 {
 	t.Helper()
-	out := ntfsRunTool(t, n.info, "-m", img)
+	out := run(t, n.info, "-m", img)
 	m := ntfsFreeClustersRE.FindStringSubmatch(out)
 	require.NotNil(t, m, "ntfsinfo -m printed no free cluster count:\n%s", out)
 	c, err := strconv.ParseInt(m[1], 10, 64)
@@ -114,68 +71,28 @@ func (n ntfs3g) freeClusters(t testing.TB, img string) int64 {
 // and checks $MFT, $MFTMirr and the backup boot sector.
 func (n ntfs3g) check(t testing.TB, img string) {
 	t.Helper()
-	out := ntfsRunTool(t, n.fix, "-n", img)
+	out := run(t, n.fix, "-n", img)
 	assert.Contains(t, out, "processed successfully", "ntfsfix -n %s:\n%s", img, out)
 	for _, bad := range []string{"FAILED", "BAD", "corrupt", "Error"} {
 		assert.NotContains(t, out, bad, "ntfsfix -n %s:\n%s", img, out)
 	}
 }
 
-// ntfsParseFile parses the image at path and checks the contract's
-// invariants on the result.
+// ntfsParseFile parses the image at path, which must succeed, and checks the
+// contract's invariants on the free ranges.
 func ntfsParseFile(t testing.TB, path string) *fsUsage {
 	t.Helper()
-	f, err := os.Open(path)
+	u, err := parseFile(t, parseNTFS, path)
 	require.NoError(t, err)
-	defer f.Close()
-	fi, err := f.Stat()
+	st, err := os.Stat(path)
 	require.NoError(t, err)
-	u, err := parseNTFS(f, fi.Size())
-	require.NoError(t, err)
-	ntfsCheckFree(t, u.Free, fi.Size())
+	checkFreeRanges(t, u.Free, ntfsFreeEnd(st.Size()))
 	return u
 }
 
-// ntfsCheckFree checks free ranges are sorted, merged, sector-aligned and
-// inside [0, size) short of the last sector, which holds the backup boot
-// sector.
-func ntfsCheckFree(t testing.TB, free []Range, size int64) {
-	t.Helper()
-	var end int64
-	for i, r := range free {
-		if r.Len <= 0 || r.Off%512 != 0 || r.Len%512 != 0 || r.Off < 0 || r.End() > size-512 {
-			t.Fatalf("free range %d %+v is empty, unaligned or outside [0, %d)", i, r, size-512)
-		}
-		if i > 0 && r.Off <= end {
-			t.Fatalf("free range %d %+v overlaps or touches the previous one ending at %d", i, r, end)
-		}
-		end = r.End()
-	}
-}
-
-func ntfsFreeBytes(free []Range) int64 {
-	var n int64
-	for _, r := range free {
-		n += r.Len
-	}
-	return n
-}
-
-// ntfsWipeFree overwrites every free range of the image at path with 0xA5.
-func ntfsWipeFree(t testing.TB, path string, free []Range) {
-	t.Helper()
-	out, err := os.OpenFile(path, os.O_WRONLY, 0)
-	require.NoError(t, err)
-	defer out.Close()
-	fill := bytes.Repeat([]byte{0xa5}, 1<<20)
-	for _, r := range free {
-		for off := r.Off; off < r.End(); off += int64(len(fill)) {
-			_, err := out.WriteAt(fill[:min(int64(len(fill)), r.End()-off)], off)
-			require.NoError(t, err)
-		}
-	}
-	require.NoError(t, out.Close())
-}
+// ntfsFreeEnd returns where the free ranges of a volume of size bytes end at
+// the latest: short of its last sector, which holds the backup boot sector.
+func ntfsFreeEnd(size int64) int64 { return size - 512 }
 
 // addFiles copies files of random content and the given sizes into img and
 // returns them by NTFS path.
@@ -188,7 +105,7 @@ func (n ntfs3g) addFiles(t testing.TB, img string, sizes []int) map[string][]byt
 		local := filepath.Join(dir, fmt.Sprintf("f%d", i))
 		require.NoError(t, os.WriteFile(local, data, 0o644))
 		name := fmt.Sprintf("/file%d-%d.bin", i, size)
-		ntfsRunTool(t, n.cp, img, local, name)
+		run(t, n.cp, img, local, name)
 		files[name] = data
 	}
 	return files
@@ -198,7 +115,7 @@ func (n ntfs3g) addFiles(t testing.TB, img string, sizes []int) map[string][]byt
 func (n ntfs3g) checkFiles(t testing.TB, img string, files map[string][]byte) {
 	t.Helper()
 	for name, want := range files {
-		got := ntfsRunTool(t, n.cat, img, name)
+		got := runOutput(t, true, n.cat, img, name)
 		if !bytes.Equal([]byte(got), want) {
 			t.Errorf("ntfscat %s: got %d bytes differing from the %d written", name, len(got), len(want))
 		}
@@ -230,9 +147,9 @@ func TestParseNTFS(t *testing.T) {
 			assert.Equal(t, "ntfs", u.Type)
 			assert.Equal(t, tc.cluster, u.BlockSize)
 			require.NotEmpty(t, u.Free)
-			assert.Equal(t, tools.freeClusters(t, img)*tc.cluster, ntfsFreeBytes(u.Free), "free bytes vs ntfsinfo's free clusters")
+			assert.Equal(t, tools.freeClusters(t, img)*tc.cluster, rangesLen(u.Free), "free bytes vs ntfsinfo's free clusters")
 
-			ntfsWipeFree(t, img, u.Free)
+			scribbleRanges(t, img, u.Free)
 			tools.checkFiles(t, img, files)
 			tools.check(t, img)
 			assert.Equal(t, u.Free, ntfsParseFile(t, img).Free, "free space after wiping it")
@@ -255,32 +172,22 @@ func TestParseNTFSTruncated(t *testing.T) {
 	before := ntfsParseFile(t, img)
 
 	const victim = "/file1-2097153.bin"
-	m := ntfsInodeRE.FindStringSubmatch(ntfsRunTool(t, tools.info, "-F", victim, img))
+	m := ntfsInodeRE.FindStringSubmatch(run(t, tools.info, "-F", victim, img))
 	require.NotNil(t, m, "ntfsinfo printed no inode number for %s", victim)
-	ntfsRunTool(t, truncate, "-q", img, m[1], "0")
+	run(t, truncate, "-q", img, m[1], "0")
 	delete(files, victim)
 
 	after := ntfsParseFile(t, img)
-	freed := ntfsFreeBytes(after.Free) - ntfsFreeBytes(before.Free)
+	freed := rangesLen(after.Free) - rangesLen(before.Free)
 	assert.Equal(t, int64((2<<20+1+cluster-1)/cluster*cluster), freed, "bytes freed by truncating %s", victim)
-	assert.Equal(t, tools.freeClusters(t, img)*cluster, ntfsFreeBytes(after.Free))
+	assert.Equal(t, tools.freeClusters(t, img)*cluster, rangesLen(after.Free))
 	for _, r := range before.Free {
-		assert.True(t, ntfsCovered(after.Free, r), "range %+v free before truncation is not free after", r)
+		assert.True(t, covered(after.Free, r), "range %+v free before truncation is not free after", r)
 	}
 
-	ntfsWipeFree(t, img, after.Free)
+	scribbleRanges(t, img, after.Free)
 	tools.checkFiles(t, img, files)
 	tools.check(t, img)
-}
-
-// ntfsCovered reports whether r lies inside one of the merged ranges rs.
-func ntfsCovered(rs []Range, r Range) bool {
-	for _, x := range rs {
-		if x.Off <= r.Off && r.End() <= x.End() {
-			return true
-		}
-	}
-	return false
 }
 
 // TestParseNTFSBadFixup damages the update sequence of real MFT records.
@@ -350,7 +257,7 @@ func TestParseNTFSSynthetic(t *testing.T) {
 			assert.Equal(t, "ntfs", u.Type)
 			assert.Equal(t, cluster, u.BlockSize)
 			assert.Equal(t, s.wantFree(), u.Free)
-			ntfsCheckFree(t, u.Free, int64(len(s.img)))
+			checkFreeRanges(t, u.Free, ntfsFreeEnd(int64(len(s.img))))
 		})
 	}
 }
@@ -535,26 +442,13 @@ func FuzzParseNTFS(f *testing.F) {
 	f.Add(nonResList.img)
 	f.Add(newNTFSSynth(512, 48).img[:4096])
 	f.Add([]byte("\xeb\x52\x90NTFS    \x00\x02\x08"))
-	if mkfs := ntfsLookTool("VMM_TEST_MKFS_NTFS", "mkfs.ntfs"); mkfs != "" {
+	if mkfs := optionalTool(f, "VMM_TEST_MKFS_NTFS", "mkfs.ntfs"); mkfs != "" {
 		f.Add(ntfsSmallImage(f, mkfs))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		size := int64(len(b))
 		u, err := parseNTFS(bytes.NewReader(b), size)
-		if err != nil {
-			var fe *FSError
-			if !errors.Is(err, errNotFS) && !errors.As(err, &fe) {
-				t.Fatalf("error of neither kind: %v", err)
-			}
-			if u != nil {
-				t.Fatalf("usage %+v returned with error %v", u, err)
-			}
-			return
-		}
-		if u.Type != "ntfs" || u.BlockSize <= 0 {
-			t.Fatalf("usage %+v", u)
-		}
-		ntfsCheckFree(t, u.Free, size)
+		checkParsed(t, u, err, ntfsFreeEnd(size), "ntfs")
 	})
 }
 
@@ -564,8 +458,8 @@ func FuzzParseNTFS(f *testing.F) {
 func ntfsSmallImage(t testing.TB, mkfs string) []byte {
 	t.Helper()
 	img := filepath.Join(t.TempDir(), "ntfs.img")
-	ntfsGarbage(t, img, 1<<20+4096, 1)
-	ntfsRunTool(t, mkfs, "-F", "-Q", "-q", "-T", "-p", "0", "-H", "0", "-S", "0", "-s", "512", "-c", "512", img)
+	garbageFile(t, img, 1<<20+4096, 1)
+	run(t, mkfs, "-F", "-Q", "-q", "-T", "-p", "0", "-H", "0", "-S", "0", "-s", "512", "-c", "512", img)
 	b, err := os.ReadFile(img)
 	require.NoError(t, err)
 	v, err := readNTFSBoot(bytes.NewReader(b), int64(len(b)))

@@ -1,0 +1,427 @@
+package placement
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+)
+
+// Strategy is how Place picks among the hosts a VM fits on.
+type Strategy int
+
+// Strategies.
+const (
+	// BestFit picks, under Consolidate, the host the VM leaves with the
+	// least normalized room (L2 over the resources), among hosts already in
+	// use first; under LoadBalance the host it leaves with the most.
+	BestFit Strategy = iota
+	// FirstFit picks the first host in ID order the VM fits on: the
+	// classic first-fit-decreasing baseline.
+	FirstFit
+)
+
+// PlaceOptions tune Place. The zero value means best fit, time series used
+// when the VMs have them.
+type PlaceOptions struct {
+	Strategy Strategy
+	// IgnoreSeries packs by the sizing figure (Config.Sizing) even when
+	// the VMs' histories have time series.
+	IgnoreSeries bool
+}
+
+// An Assignment puts a VM on a host.
+type Assignment struct {
+	VM   *VM
+	Host *Host
+}
+
+// An Unplaced VM fits on no host; Err says why (it matches ErrRejected).
+type Unplaced struct {
+	VM  *VM
+	Err error
+}
+
+// A Plan is the outcome of Place.
+type Plan struct {
+	Assignments []Assignment // in the order the VMs were placed
+	Unplaced    []Unplaced   // in the order of the VMs given
+	// HostsUsed counts the hosts that run at least one VM after the plan
+	// (including VMs they ran before).
+	HostsUsed int
+}
+
+// placeHost is a host's state while a batch is placed.
+type placeHost struct {
+	h      *Host
+	view   Host      // h with Used and VMs as placed so far, for filters
+	usable Vector    // capacity less reserve
+	series []float64 // CPU use over time (series mode)
+	open   bool      // runs a VM
+	ok     bool      // ready and valid
+}
+
+// Place assigns vms to hosts at once: vector bin packing, largest VMs first
+// (by their dominant resource, normalized to the largest host), each on the
+// host chosen by the Strategy under the host group's goal, respecting every
+// filter Rate respects. When the VMs' histories carry time series (and the
+// options allow), a host's CPU is checked bucket by bucket against the sum of
+// its VMs' series, so that VMs whose peaks do not coincide share a host
+// (correlation-aware packing). The plan is deterministic: the same input
+// gives the same plan whatever the order of hosts.
+func (p *Placer) Place(ctx context.Context, vms []*VM, hosts []*Host, opts *PlaceOptions) (*Plan, error) {
+	var o PlaceOptions
+	if opts != nil {
+		o = *opts
+	}
+	if len(hosts) == 0 {
+		return nil, ErrNoHosts
+	}
+	if err := checkHosts(hosts); err != nil {
+		return nil, err
+	}
+	seen := make(map[string]struct{}, len(vms))
+	for _, vm := range vms {
+		if err := checkVM(vm); err != nil {
+			return nil, err
+		}
+		if _, dup := seen[vm.ID]; dup {
+			return nil, fmt.Errorf("placement: duplicate VM ID %q", vm.ID)
+		}
+		seen[vm.ID] = struct{}{}
+	}
+
+	hs := slices.Clone(hosts)
+	slices.SortFunc(hs, func(a, b *Host) int { return cmp.Compare(a.ID, b.ID) })
+	seriesLen := 0
+	if !o.IgnoreSeries {
+		seriesLen = commonSeriesLen(vms)
+	}
+	state := make([]placeHost, len(hs))
+	var norm Vector // the largest usable amount per resource
+	for i, h := range hs {
+		s := &state[i]
+		s.h, s.view, s.usable = h, *h, usable(h)
+		s.view.VMs = slices.Clip(h.VMs)
+		s.ok = validHost(h) && h.State == Ready
+		s.open = len(h.VMs) > 0
+		if seriesLen > 0 {
+			s.series = make([]float64, seriesLen)
+			for t := range s.series {
+				if t < len(h.UsedSeries) {
+					s.series[t] = h.UsedSeries[t][CPU]
+				} else {
+					s.series[t] = h.Used[CPU]
+				}
+			}
+		}
+		for r := range norm {
+			norm[r] = max(norm[r], s.usable[r])
+		}
+	}
+
+	order := p.placementOrder(vms, hs, norm)
+	custom := p.customFilters()
+	plan := &Plan{}
+	unplaced := map[string]error{}
+	for k, vm := range order {
+		if k%64 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+		i, err := p.choose(ctx, vm, state, norm, o, custom)
+		if err != nil {
+			return nil, err
+		}
+		if i < 0 {
+			unplaced[vm.ID] = p.whyNot(ctx, vm, state)
+			continue
+		}
+		s := &state[i]
+		d := p.sizer.Demand(vm, s.h)
+		s.view.Used = s.view.Used.Add(d)
+		s.view.VMs = append(s.view.VMs, vm.ID)
+		if s.series != nil {
+			addSeries(s.series, vm, d[CPU])
+		}
+		s.open = true
+		plan.Assignments = append(plan.Assignments, Assignment{VM: vm, Host: s.h})
+	}
+	for _, vm := range vms {
+		if err, ok := unplaced[vm.ID]; ok {
+			plan.Unplaced = append(plan.Unplaced, Unplaced{VM: vm, Err: err})
+		}
+	}
+	for i := range state {
+		if state[i].open {
+			plan.HostsUsed++
+		}
+	}
+	return plan, nil
+}
+
+// commonSeriesLen returns the length of the VMs' time series when every VM
+// with a history has one and they agree, and 0 otherwise.
+func commonSeriesLen(vms []*VM) int {
+	n := 0
+	for _, vm := range vms {
+		if vm.History == nil {
+			continue
+		}
+		l := len(vm.History.Series)
+		if l == 0 || (n != 0 && l != n) {
+			return 0
+		}
+		n = l
+	}
+	return n
+}
+
+func addSeries(series []float64, vm *VM, flat float64) {
+	if vm.History != nil && len(vm.History.Series) == len(series) {
+		for t, v := range vm.History.Series {
+			series[t] += v[CPU]
+		}
+		return
+	}
+	for t := range series {
+		series[t] += flat
+	}
+}
+
+// placementOrder sorts the VMs largest first by their dominant normalized
+// demand, ties by ID.
+func (p *Placer) placementOrder(vms []*VM, hs []*Host, norm Vector) []*VM {
+	type keyed struct {
+		vm  *VM
+		key float64
+	}
+	ks := make([]keyed, len(vms))
+	ref := hs[0]
+	for i, vm := range vms {
+		d := p.sizer.Demand(vm, ref)
+		if vm.History != nil && len(vm.History.Series) > 0 {
+			d[CPU] = max(d[CPU], vm.History.Peak[CPU])
+		}
+		k := 0.0
+		for r := range d {
+			if norm[r] > 0 {
+				k = max(k, d[r]/norm[r])
+			}
+		}
+		ks[i] = keyed{vm, k}
+	}
+	slices.SortStableFunc(ks, func(a, b keyed) int {
+		if c := cmp.Compare(b.key, a.key); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.vm.ID, b.vm.ID)
+	})
+	out := make([]*VM, len(ks))
+	for i, k := range ks {
+		out[i] = k.vm
+	}
+	return out
+}
+
+// customFilters returns the configured filters that Place must call for
+// every candidate: all but the built-ins it applies itself (resources,
+// state) or only for VMs that ask (group, features, affinity).
+func (p *Placer) customFilters() []Filter {
+	var out []Filter
+	for _, f := range p.filters {
+		switch f.(type) {
+		case *FitsResources, HostUp, InGroup, HasFeatures, Affinity:
+		default:
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// constrained reports whether vm asks for what only the built-in
+// non-resource filters check.
+func constrained(vm *VM) bool {
+	return vm.Group != "" || len(vm.Features) > 0 || vm.Format != "" || len(vm.Affinity) > 0 || len(vm.AntiAffinity) > 0
+}
+
+// choose returns the index of the host vm goes to, or -1.
+func (p *Placer) choose(ctx context.Context, vm *VM, state []placeHost, norm Vector, o PlaceOptions, custom []Filter) (int, error) {
+	cons := constrained(vm)
+	best, bestOpen := -1, false
+	bestRoom := 0.0
+	for i := range state {
+		s := &state[i]
+		if !s.ok {
+			continue
+		}
+		room, fits := p.fits(vm, s)
+		if !fits {
+			continue
+		}
+		if cons {
+			if rej, err := p.filterBuiltins(ctx, vm, &s.view); err != nil || rej {
+				if err != nil {
+					return 0, err
+				}
+				continue
+			}
+		}
+		for _, f := range custom {
+			e := runFilter(ctx, f, vm, &s.view)
+			if e == nil {
+				continue
+			}
+			if errors.Is(e, ErrRejected) {
+				fits = false
+				break
+			}
+			return 0, &PluginError{Plugin: f.Name(), Host: s.h.ID, Err: e}
+		}
+		if !fits {
+			continue
+		}
+		if o.Strategy == FirstFit {
+			return i, nil
+		}
+		consolidate := p.goals.of(s.h.Group) == Consolidate
+		if best < 0 {
+			best, bestOpen, bestRoom = i, s.open, room
+			continue
+		}
+		if consolidate {
+			// Hosts in use first, then the least room left.
+			if (s.open && !bestOpen) || (s.open == bestOpen && room < bestRoom) {
+				best, bestOpen, bestRoom = i, s.open, room
+			}
+		} else if room > bestRoom {
+			best, bestOpen, bestRoom = i, s.open, room
+		}
+	}
+	return best, nil
+}
+
+// fits checks vm's resources against host s and returns the normalized
+// room (L2 over the resources) the host would have left.
+func (p *Placer) fits(vm *VM, s *placeHost) (float64, bool) {
+	d := p.sizer.Demand(vm, s.h)
+	room := 0.0
+	for r := CPU; r < NumResources; r++ {
+		u := s.usable[r]
+		if u <= 0 {
+			if d[r] > 0 && r <= Memory {
+				return 0, false
+			}
+			continue
+		}
+		left := u - s.view.Used[r] - d[r]
+		if r == CPU && s.series != nil {
+			left = u - seriesPeak(s.series, vm, d[CPU], u)
+		}
+		if left < 0 {
+			return 0, false
+		}
+		x := left / u
+		room += x * x
+	}
+	if vm.Disk > 0 && !slices.ContainsFunc(s.h.Volumes, func(v Volume) bool { return v.Free >= vm.Disk }) {
+		return 0, false
+	}
+	return math.Sqrt(room), true
+}
+
+// seriesPeak returns the highest sum over time of the host's CPU series and
+// the VM's (or flat when it has none); it stops early, returning a value
+// above limit, once the sum exceeds limit.
+func seriesPeak(series []float64, vm *VM, flat, limit float64) float64 {
+	peak := 0.0
+	if vm.History != nil && len(vm.History.Series) == len(series) {
+		for t, v := range vm.History.Series {
+			x := series[t] + v[CPU]
+			if x > limit {
+				return x
+			}
+			peak = max(peak, x)
+		}
+		return peak
+	}
+	for _, x := range series {
+		x += flat
+		if x > limit {
+			return x
+		}
+		peak = max(peak, x)
+	}
+	return peak
+}
+
+func (p *Placer) filterBuiltins(ctx context.Context, vm *VM, h *Host) (bool, error) {
+	for _, f := range p.filters {
+		switch f.(type) {
+		case InGroup, HasFeatures, Affinity:
+		default:
+			continue
+		}
+		e := runFilter(ctx, f, vm, h)
+		if e == nil {
+			continue
+		}
+		if errors.Is(e, ErrRejected) {
+			return true, nil
+		}
+		return false, &PluginError{Plugin: f.Name(), Host: h.ID, Err: e}
+	}
+	return false, nil
+}
+
+// whyNot explains why vm fits nowhere: the reasons hosts gave, counted.
+func (p *Placer) whyNot(ctx context.Context, vm *VM, state []placeHost) error {
+	count := map[string]int{}
+	example := map[string]string{}
+	for i := range state {
+		s := &state[i]
+		rej, err := p.filter(ctx, vm, &s.view)
+		var reason string
+		switch {
+		case err != nil:
+			reason = err.Error()
+		case rej != nil:
+			reason = rej.Error()
+		default:
+			reason = "FitsResources: " + p.seriesReason(vm, s)
+		}
+		key, _, _ := strings.Cut(reason, ":")
+		if count[key] == 0 {
+			example[key] = s.h.ID + ": " + reason
+		}
+		count[key]++
+	}
+	keys := make([]string, 0, len(count))
+	for k := range count {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%d host(s) by %s, e.g. %s", count[k], k, example[k])
+	}
+	return &Rejection{Plugin: "Place", Reason: "no host can take it: " + b.String()}
+}
+
+// seriesReason explains a host that passes the filters but not the
+// time-series check.
+func (p *Placer) seriesReason(vm *VM, s *placeHost) string {
+	d := p.sizer.Demand(vm, s.h)
+	if s.series != nil {
+		peak := seriesPeak(s.series, vm, d[CPU], math.Inf(1))
+		return fmt.Sprintf("cpu: the sum of its VMs' use over time would peak at %s, above the %s it can give", amount(CPU, peak), amount(CPU, s.usable[CPU]))
+	}
+	return "does not fit"
+}

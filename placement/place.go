@@ -125,6 +125,7 @@ func (p *Placer) Place(ctx context.Context, vms []*VM, hosts []*Host, opts *Plac
 
 	order := p.placementOrder(vms, hs, norm)
 	custom := p.customFilters()
+	hh := newHot(state)
 	plan := &Plan{}
 	unplaced := map[string]error{}
 	for k, vm := range order {
@@ -133,7 +134,7 @@ func (p *Placer) Place(ctx context.Context, vms []*VM, hosts []*Host, opts *Plac
 				return nil, err
 			}
 		}
-		i, err := p.choose(ctx, vm, state, norm, o, custom)
+		i, err := p.choose(ctx, vm, state, hh, o, custom)
 		if err != nil {
 			return nil, err
 		}
@@ -149,6 +150,8 @@ func (p *Placer) Place(ctx context.Context, vms []*VM, hosts []*Host, opts *Plac
 			addSeries(s.series, vm, d[CPU])
 		}
 		s.open = true
+		hh.free[i] = hh.free[i].Sub(d)
+		hh.flags[i] |= hostOpen
 		plan.Assignments = append(plan.Assignments, Assignment{VM: vm, Host: s.h})
 	}
 	for _, vm := range vms {
@@ -249,18 +252,64 @@ func constrained(vm *VM) bool {
 	return vm.Group != "" || len(vm.Features) > 0 || vm.Format != "" || len(vm.Affinity) > 0 || len(vm.AntiAffinity) > 0
 }
 
+// hot is the part of every host's state the scan for a VM reads, kept
+// apart and small so that a scan over thousands of hosts stays in cache.
+type hot struct {
+	free   []Vector  // usable less used, per host
+	inv    []Vector  // 1/usable per resource (0 where the host has none)
+	core   []float64 // MHz per core
+	flags  []uint8   // hostOK, hostOpen
+	series [][]float64
+}
+
+const (
+	hostOK = 1 << iota
+	hostOpen
+)
+
+func newHot(state []placeHost) *hot {
+	n := len(state)
+	h := &hot{free: make([]Vector, n), inv: make([]Vector, n), core: make([]float64, n), flags: make([]uint8, n), series: make([][]float64, n)}
+	for i := range state {
+		s := &state[i]
+		h.free[i] = s.usable.Sub(s.h.Used)
+		for r := range s.usable {
+			if s.usable[r] > 0 {
+				h.inv[i][r] = 1 / s.usable[r]
+			}
+		}
+		h.core[i] = coreMHz(s.h)
+		if s.ok {
+			h.flags[i] |= hostOK
+		}
+		if s.open {
+			h.flags[i] |= hostOpen
+		}
+		h.series[i] = s.series
+	}
+	return h
+}
+
 // choose returns the index of the host vm goes to, or -1.
-func (p *Placer) choose(ctx context.Context, vm *VM, state []placeHost, norm Vector, o PlaceOptions, custom []Filter) (int, error) {
+func (p *Placer) choose(ctx context.Context, vm *VM, state []placeHost, hh *hot, o PlaceOptions, custom []Filter) (int, error) {
 	cons := constrained(vm)
 	best, bestOpen := -1, false
 	bestRoom := 0.0
+	var d Vector
+	lastCore := -1.0
 	for i := range state {
-		s := &state[i]
-		if !s.ok {
+		if hh.flags[i]&hostOK == 0 {
 			continue
 		}
-		room, fits := p.fits(vm, s)
+		if c := hh.core[i]; c != lastCore { // demand depends on the host only through its core clock
+			d, lastCore = p.sizer.Demand(vm, state[i].h), c
+		}
+		room, fits := fitsHot(hh, i, vm, &d)
 		if !fits {
+			continue
+		}
+		s := &state[i]
+		if vm.Disk > 0 && !slices.ContainsFunc(s.h.Volumes, func(v Volume) bool { return v.Free >= vm.Disk }) {
 			continue
 		}
 		if cons {
@@ -288,50 +337,47 @@ func (p *Placer) choose(ctx context.Context, vm *VM, state []placeHost, norm Vec
 		if o.Strategy == FirstFit {
 			return i, nil
 		}
-		consolidate := p.goals.of(s.h.Group) == Consolidate
+		open := hh.flags[i]&hostOpen != 0
 		if best < 0 {
-			best, bestOpen, bestRoom = i, s.open, room
+			best, bestOpen, bestRoom = i, open, room
 			continue
 		}
-		if consolidate {
+		if p.goals.of(s.h.Group) == Consolidate {
 			// Hosts in use first, then the least room left.
-			if (s.open && !bestOpen) || (s.open == bestOpen && room < bestRoom) {
-				best, bestOpen, bestRoom = i, s.open, room
+			if (open && !bestOpen) || (open == bestOpen && room < bestRoom) {
+				best, bestOpen, bestRoom = i, open, room
 			}
 		} else if room > bestRoom {
-			best, bestOpen, bestRoom = i, s.open, room
+			best, bestOpen, bestRoom = i, open, room
 		}
 	}
 	return best, nil
 }
 
-// fits checks vm's resources against host s and returns the normalized
-// room (L2 over the resources) the host would have left.
-func (p *Placer) fits(vm *VM, s *placeHost) (float64, bool) {
-	d := p.sizer.Demand(vm, s.h)
+// fitsHot checks demand d against host i and returns the squared
+// normalized room (L2 over the resources) the host would have left.
+func fitsHot(hh *hot, i int, vm *VM, d *Vector) (float64, bool) {
+	free, inv := &hh.free[i], &hh.inv[i]
 	room := 0.0
 	for r := CPU; r < NumResources; r++ {
-		u := s.usable[r]
-		if u <= 0 {
+		if inv[r] == 0 {
 			if d[r] > 0 && r <= Memory {
 				return 0, false
 			}
 			continue
 		}
-		left := u - s.view.Used[r] - d[r]
-		if r == CPU && s.series != nil {
-			left = u - seriesPeak(s.series, vm, d[CPU], u)
+		left := free[r] - d[r]
+		if r == CPU && hh.series[i] != nil {
+			u := 1 / inv[r]
+			left = u - seriesPeak(hh.series[i], vm, d[CPU], u)
 		}
 		if left < 0 {
 			return 0, false
 		}
-		x := left / u
+		x := left * inv[r]
 		room += x * x
 	}
-	if vm.Disk > 0 && !slices.ContainsFunc(s.h.Volumes, func(v Volume) bool { return v.Free >= vm.Disk }) {
-		return 0, false
-	}
-	return math.Sqrt(room), true
+	return room, true
 }
 
 // seriesPeak returns the highest sum over time of the host's CPU series and
@@ -384,7 +430,11 @@ func (p *Placer) whyNot(ctx context.Context, vm *VM, state []placeHost) error {
 	example := map[string]string{}
 	for i := range state {
 		s := &state[i]
-		rej, err := p.filter(ctx, vm, &s.view)
+		view := s.view
+		if s.series != nil {
+			view.Used[CPU] = 0 // CPU is checked against the series below
+		}
+		rej, err := p.filter(ctx, vm, &view)
 		var reason string
 		switch {
 		case err != nil:

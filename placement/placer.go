@@ -282,7 +282,7 @@ func (p *Placer) Rate(ctx context.Context, vm *VM, hosts []*Host) ([]Rating, err
 			return nil, err
 		}
 	}
-	slices.SortStableFunc(rs, compareRatings)
+	slices.SortFunc(rs, compareRatings) // a total order: host IDs are unique
 	return rs, nil
 }
 

@@ -11,11 +11,22 @@ type HostUp struct{}
 
 func (HostUp) Name() string { return "HostUp" }
 
+// Rejections of hosts that are not ready, made once: a fleet has many.
+var (
+	errMaintenance   = &Rejection{Plugin: "HostUp", Reason: "host is " + Maintenance.String()}
+	errNotResponding = &Rejection{Plugin: "HostUp", Reason: "host is " + NotResponding.String()}
+)
+
 func (HostUp) Filter(_ context.Context, _ *VM, h *Host) error {
-	if h.State != Ready {
-		return Reject("host is %s", h.State)
+	switch h.State {
+	case Ready:
+		return nil
+	case Maintenance:
+		return errMaintenance
+	case NotResponding:
+		return errNotResponding
 	}
-	return nil
+	return Reject("host is %s", h.State)
 }
 
 // InGroup rejects hosts outside the VM's host group, when it names one.

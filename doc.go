@@ -15,12 +15,17 @@
 //     hashes, and a journal that makes every capture resumable
 //     (examples/p2v runs it).
 //
+//   - [github.com/vmmkit/vmmkit/placement]: rate hosts for a VM (0–5 stars
+//     with reasons) through filter and scorer plugins under load-balancing or
+//     consolidation goals with hard reserves, place batches by vector bin
+//     packing (time-series aware), and rebalance host groups with migrations;
+//     [github.com/vmmkit/vmmkit/placement/history] reads utilization traces
+//     (examples/placement replays a Bitbrains experiment).
+//
 // Planned:
 //
-//   - placement: rate hosts for a VM (0–5 stars with reasons), place
-//     batches, rebalance host groups; placement/history reads utilization
-//     traces; placement/consolidate ranks consolidation candidates and plans
-//     where they fit.
+//   - placement/consolidate: rank physical machines as consolidation
+//     candidates and plan where they fit.
 //   - discovery: find virtualization hosts in an Active Directory OU over
 //     LDAPS or StartTLS, with Kerberos, paging and incremental sync.
 //   - hostapi: the Driver contract for hypervisor hosts, with hostapi/sim (a

@@ -70,8 +70,11 @@ type placeHost struct {
 // filter Rate respects. When the VMs' histories carry time series (and the
 // options allow), a host's CPU is checked bucket by bucket against the sum of
 // its VMs' series, so that VMs whose peaks do not coincide share a host
-// (correlation-aware packing). The plan is deterministic: the same input
-// gives the same plan whatever the order of hosts.
+// (correlation-aware packing). When every host consolidates and the VMs
+// have series, Place then looks for a plan on no more hosts that spreads CPU
+// evenly over them (memory still packed tight), so that hosts keep headroom
+// for peaks the history did not show. The plan is deterministic: the same
+// input gives the same plan whatever the order of hosts.
 func (p *Placer) Place(ctx context.Context, vms []*VM, hosts []*Host, opts *PlaceOptions) (*Plan, error) {
 	var o PlaceOptions
 	if opts != nil {
@@ -100,6 +103,49 @@ func (p *Placer) Place(ctx context.Context, vms []*VM, hosts []*Host, opts *Plac
 	if !o.IgnoreSeries {
 		seriesLen = commonSeriesLen(vms)
 	}
+	state, norm := p.newPlaceState(hs, seriesLen)
+	order := p.placementOrder(vms, hs, norm)
+	custom := p.customFilters()
+	assigned, unplaced, err := p.pass(ctx, order, state, o, custom, nil)
+	if err != nil {
+		return nil, err
+	}
+	// With time series, best fit fills hosts to the peak the history
+	// showed and leaves them no margin for the next week's; keeping the
+	// host count and spreading CPU over those hosts costs no host. (Without
+	// series the batch is sized by one figure with its own margin, and the
+	// extra passes would cost time at fleet scale.)
+	if o.Strategy == BestFit && seriesLen > 0 && p.allConsolidate(hs) {
+		a, miss, st, ok, err := p.balanced(ctx, order, hs, seriesLen, norm, state, assigned, unplaced, o, custom)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			assigned, state = a, st
+			for id := range unplaced {
+				if _, still := miss[id]; !still {
+					delete(unplaced, id)
+				}
+			}
+		}
+	}
+	plan := &Plan{Assignments: assigned}
+	for _, vm := range vms {
+		if err, ok := unplaced[vm.ID]; ok {
+			plan.Unplaced = append(plan.Unplaced, Unplaced{VM: vm, Err: err})
+		}
+	}
+	for i := range state {
+		if state[i].open {
+			plan.HostsUsed++
+		}
+	}
+	return plan, nil
+}
+
+// newPlaceState returns the hosts' state before a pass, and the largest
+// usable amount per resource.
+func (p *Placer) newPlaceState(hs []*Host, seriesLen int) ([]placeHost, Vector) {
 	state := make([]placeHost, len(hs))
 	var norm Vector // the largest usable amount per resource
 	for i, h := range hs {
@@ -122,24 +168,32 @@ func (p *Placer) Place(ctx context.Context, vms []*VM, hosts []*Host, opts *Plac
 			norm[r] = max(norm[r], s.usable[r])
 		}
 	}
+	return state, norm
+}
 
-	order := p.placementOrder(vms, hs, norm)
-	custom := p.customFilters()
+// pass places the VMs in order on the hosts of state. With bal set it
+// places as the balanced pass does and gives no reasons for the VMs it
+// cannot place (their errors are nil).
+func (p *Placer) pass(ctx context.Context, order []*VM, state []placeHost, o PlaceOptions, custom []Filter, bal *balance) ([]Assignment, map[string]error, error) {
 	hh := newHot(state)
-	plan := &Plan{}
+	var assigned []Assignment
 	unplaced := map[string]error{}
 	for k, vm := range order {
 		if k%64 == 0 {
 			if err := ctx.Err(); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
-		i, err := p.choose(ctx, vm, state, hh, o, custom)
+		i, err := p.choose(ctx, vm, state, hh, o, custom, bal)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if i < 0 {
-			unplaced[vm.ID] = p.whyNot(ctx, vm, state)
+			if bal == nil {
+				unplaced[vm.ID] = p.whyNot(ctx, vm, state)
+			} else {
+				unplaced[vm.ID] = nil
+			}
 			continue
 		}
 		s := &state[i]
@@ -152,19 +206,9 @@ func (p *Placer) Place(ctx context.Context, vms []*VM, hosts []*Host, opts *Plac
 		s.open = true
 		hh.free[i] = hh.free[i].Sub(d)
 		hh.flags[i] |= hostOpen
-		plan.Assignments = append(plan.Assignments, Assignment{VM: vm, Host: s.h})
+		assigned = append(assigned, Assignment{VM: vm, Host: s.h})
 	}
-	for _, vm := range vms {
-		if err, ok := unplaced[vm.ID]; ok {
-			plan.Unplaced = append(plan.Unplaced, Unplaced{VM: vm, Err: err})
-		}
-	}
-	for i := range state {
-		if state[i].open {
-			plan.HostsUsed++
-		}
-	}
-	return plan, nil
+	return assigned, unplaced, nil
 }
 
 // commonSeriesLen returns the length of the VMs' time series when every VM
@@ -291,10 +335,11 @@ func newHot(state []placeHost) *hot {
 }
 
 // choose returns the index of the host vm goes to, or -1.
-func (p *Placer) choose(ctx context.Context, vm *VM, state []placeHost, hh *hot, o PlaceOptions, custom []Filter) (int, error) {
+func (p *Placer) choose(ctx context.Context, vm *VM, state []placeHost, hh *hot, o PlaceOptions, custom []Filter, bal *balance) (int, error) {
 	cons := constrained(vm)
 	best, bestOpen := -1, false
 	bestRoom := 0.0
+	bestTier := 0
 	var d Vector
 	lastCore := -1.0
 	for i := range state {
@@ -304,10 +349,11 @@ func (p *Placer) choose(ctx context.Context, vm *VM, state []placeHost, hh *hot,
 		if c := hh.core[i]; c != lastCore { // demand depends on the host only through its core clock
 			d, lastCore = p.sizer.Demand(vm, state[i].h), c
 		}
-		room, fits := fitsHot(hh, i, vm, &d)
+		f, fits := fitsHot(hh, i, vm, &d)
 		if !fits {
 			continue
 		}
+		room := f.room
 		s := &state[i]
 		if vm.Disk > 0 && !slices.ContainsFunc(s.h.Volumes, func(v Volume) bool { return v.Free >= vm.Disk }) {
 			continue
@@ -337,6 +383,18 @@ func (p *Placer) choose(ctx context.Context, vm *VM, state []placeHost, hh *hot,
 		if o.Strategy == FirstFit {
 			return i, nil
 		}
+		if bal != nil {
+			// Every host of the set counts as open: the CPU is spread
+			// over them, the other resources packed tight.
+			tier, key := 0, f.other
+			if f.cpu > bal.soft {
+				tier, key = 1, f.cpu
+			}
+			if best < 0 || tier < bestTier || (tier == bestTier && key < bestRoom) {
+				best, bestTier, bestRoom = i, tier, key
+			}
+			continue
+		}
 		open := hh.flags[i]&hostOpen != 0
 		if best < 0 {
 			best, bestOpen, bestRoom = i, open, room
@@ -354,15 +412,22 @@ func (p *Placer) choose(ctx context.Context, vm *VM, state []placeHost, hh *hot,
 	return best, nil
 }
 
-// fitsHot checks demand d against host i and returns the squared
-// normalized room (L2 over the resources) the host would have left.
-func fitsHot(hh *hot, i int, vm *VM, d *Vector) (float64, bool) {
+// A fit is what a host would have left once it runs a VM.
+type fit struct {
+	room  float64 // squared normalized room, L2 over the resources
+	other float64 // the same over the resources other than CPU
+	cpu   float64 // CPU use (the peak of the series) over usable CPU
+}
+
+// fitsHot checks demand d against host i and returns what the host would
+// have left.
+func fitsHot(hh *hot, i int, vm *VM, d *Vector) (fit, bool) {
 	free, inv := &hh.free[i], &hh.inv[i]
-	room := 0.0
+	var f fit
 	for r := CPU; r < NumResources; r++ {
 		if inv[r] == 0 {
 			if d[r] > 0 && r <= Memory {
-				return 0, false
+				return fit{}, false
 			}
 			continue
 		}
@@ -372,12 +437,17 @@ func fitsHot(hh *hot, i int, vm *VM, d *Vector) (float64, bool) {
 			left = u - seriesPeak(hh.series[i], vm, d[CPU], u)
 		}
 		if left < 0 {
-			return 0, false
+			return fit{}, false
 		}
 		x := left * inv[r]
-		room += x * x
+		f.room += x * x
+		if r == CPU {
+			f.cpu = 1 - x
+		} else {
+			f.other += x * x
+		}
 	}
-	return room, true
+	return f, true
 }
 
 // seriesPeak returns the highest sum over time of the host's CPU series and

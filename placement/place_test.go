@@ -167,3 +167,29 @@ func TestPlaceFirstFit(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "h2", hostOf(plan)["v"], "best fit prefers the fuller host")
 }
+
+// With time series under consolidation, Place keeps the fewest hosts but
+// spreads CPU over them rather than filling one to its peak.
+func TestPlaceSeriesSpreadsCPU(t *testing.T) {
+	flat := func(id string, mhz float64) *VM {
+		s := make([]Vector, 12)
+		for i := range s {
+			s[i] = Vector{CPU: mhz}
+		}
+		return &VM{ID: id, VCPU: 16, Memory: 24 * GiB, History: &Profile{Series: s, Mean: s[0], P95: s[0], Peak: s[0]}}
+	}
+	vms := []*VM{flat("a", 15000), flat("b", 15000), flat("c", 1000), flat("d", 1000)}
+	hosts := []*Host{host("h1", 32000, 64*GiB), host("h2", 32000, 64*GiB), host("h3", 32000, 64*GiB)}
+	plan, err := mustNew(t, Config{Goal: Consolidate}).Place(context.Background(), vms, hosts, nil)
+	require.NoError(t, err)
+	assert.Equal(t, 2, plan.HostsUsed, "memory needs two hosts")
+	cpu := map[string]float64{}
+	for _, a := range plan.Assignments {
+		cpu[a.Host.ID] += a.VM.History.Peak[CPU]
+	}
+	for h, c := range cpu {
+		assert.LessOrEqual(t, c, 16000.0, "host %s carries %v MHz: CPU not spread", h, c)
+	}
+	got := hostOf(plan)
+	assert.NotEqual(t, got["a"], got["b"])
+}

@@ -1,0 +1,335 @@
+package history
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"cmp"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"math"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// A Sample is one row of a Bitbrains trace: a VM's use over the interval
+// that ends (or starts: the trace does not say) at Time. KB is the trace's
+// unit; it is taken to mean 1024 bytes.
+type Sample struct {
+	Time                time.Time // UTC, whole seconds
+	CPUCores            int       // virtual cores provisioned
+	CPUCapacityMHz      float64   // cores × per-core clock
+	CPUUsageMHz         float64   // average CPU used over the interval
+	CPUUsagePercent     float64   // CPUUsageMHz as a percentage of CPUCapacityMHz
+	MemoryProvisionedKB float64   // memory granted to the VM
+	MemoryUsageKB       float64   // memory actively used
+	DiskReadKBps        float64
+	DiskWriteKBps       float64
+	NetRxKBps           float64
+	NetTxKBps           float64
+}
+
+// A Trace is the samples of one VM.
+type Trace struct {
+	// ID names the VM: the trace's file name without ".csv" ("27" for
+	// 27.csv).
+	ID      string
+	Samples []Sample // in file order
+}
+
+// The columns of a Bitbrains CSV file, in order.
+var bitbrainsColumns = [...]string{
+	"timestamp",
+	"CPU cores",
+	"CPU capacity provisioned [MHZ]",
+	"CPU usage [MHZ]",
+	"CPU usage [%]",
+	"memory capacity provisioned [KB]",
+	"memory usage [KB]",
+	"disk read throughput [KB/s]",
+	"disk write throughput [KB/s]",
+	"network received throughput [KB/s]",
+	"network transmitted throughput [KB/s]",
+}
+
+// maxLine bounds a line of a trace; real lines are about 130 bytes.
+const maxLine = 64 << 10
+
+// A ParseError reports a line of a trace that cannot be read.
+type ParseError struct {
+	Path   string // the file, when known
+	Line   int    // 1-based; the header is line 1
+	Column int    // 1-based; 0 when the line as a whole is at fault
+	Err    error
+}
+
+func (e *ParseError) Error() string {
+	var b strings.Builder
+	b.WriteString("history: ")
+	if e.Path != "" {
+		b.WriteString(e.Path)
+		b.WriteString(": ")
+	}
+	fmt.Fprintf(&b, "line %d", e.Line)
+	if e.Column > 0 {
+		fmt.Fprintf(&b, ", column %d", e.Column)
+		if e.Column <= len(bitbrainsColumns) {
+			fmt.Fprintf(&b, " (%s)", bitbrainsColumns[e.Column-1])
+		}
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Err.Error())
+	return b.String()
+}
+
+func (e *ParseError) Unwrap() error { return e.Err }
+
+// ReadBitbrains reads one VM's trace in the format of the Bitbrains
+// traces (GWA-T-12): fields separated by ";" (the published files put a tab
+// after each), blank space around a field ignored, one optional header
+// line (a first line whose first field is not a number), then one row per
+// sample with 11 columns: timestamp in Unix seconds (the header says ms;
+// the values are seconds), CPU cores, CPU capacity provisioned (MHz), CPU
+// usage (MHz), CPU usage (%), memory provisioned (KB), memory usage (KB),
+// disk read and write (KB/s), network received and transmitted (KB/s).
+// Blank lines are skipped (the header is the first line that is not
+// blank); "\r\n" line ends are accepted.
+//
+// It streams: one sample per row, in file order. A row with the wrong
+// number of columns, a field that is not a number (the timestamp and the
+// cores must be whole), or a value that is negative, NaN or infinite ends
+// the sequence with a *ParseError giving the line and column; so does a
+// failing reader or a line longer than 64 KiB.
+func ReadBitbrains(r io.Reader) iter.Seq2[Sample, error] {
+	return func(yield func(Sample, error) bool) {
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 0, 4096), maxLine)
+		line := 0
+		first := true
+		for sc.Scan() {
+			line++
+			text := sc.Text()
+			if strings.TrimSpace(text) == "" {
+				continue
+			}
+			if first && isHeader(text) {
+				first = false
+				if n := strings.Count(text, ";") + 1; n != len(bitbrainsColumns) {
+					yield(Sample{}, &ParseError{Line: line, Err: fmt.Errorf("header has %d columns, want %d", n, len(bitbrainsColumns))})
+					return
+				}
+				continue
+			}
+			first = false
+			s, col, err := parseBitbrainsRow(text)
+			if err != nil {
+				yield(Sample{}, &ParseError{Line: line, Column: col, Err: err})
+				return
+			}
+			if !yield(s, nil) {
+				return
+			}
+		}
+		if err := sc.Err(); err != nil {
+			if errors.Is(err, bufio.ErrTooLong) {
+				err = fmt.Errorf("line longer than %d bytes", maxLine)
+			}
+			yield(Sample{}, &ParseError{Line: line + 1, Err: err})
+		}
+	}
+}
+
+// isHeader reports whether a first line is a header: its first field is
+// not a number.
+func isHeader(line string) bool {
+	first, _, _ := strings.Cut(line, ";")
+	_, err := strconv.ParseFloat(strings.TrimSpace(first), 64)
+	return err != nil
+}
+
+// parseBitbrainsRow parses one row; on error it returns the 1-based column
+// at fault (0 for the whole row).
+func parseBitbrainsRow(text string) (Sample, int, error) {
+	var f [len(bitbrainsColumns)]string
+	rest := text
+	n := 0
+	for {
+		field, after, more := strings.Cut(rest, ";")
+		if n == len(f) {
+			return Sample{}, n + 1, fmt.Errorf("more than %d columns", len(f))
+		}
+		f[n] = strings.TrimSpace(field)
+		n++
+		if !more {
+			break
+		}
+		rest = after
+	}
+	if n < len(f) {
+		return Sample{}, n + 1, fmt.Errorf("%d columns, want %d", n, len(f))
+	}
+	var s Sample
+	ts, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil {
+		return Sample{}, 1, fmt.Errorf("%q is not a whole number of seconds", f[0])
+	}
+	if ts < 0 {
+		return Sample{}, 1, fmt.Errorf("negative timestamp %d", ts)
+	}
+	s.Time = time.Unix(ts, 0).UTC()
+	cores, err := strconv.Atoi(f[1])
+	if err != nil {
+		return Sample{}, 2, fmt.Errorf("%q is not a whole number", f[1])
+	}
+	if cores < 0 {
+		return Sample{}, 2, fmt.Errorf("negative value %d", cores)
+	}
+	s.CPUCores = cores
+	dst := [...]*float64{
+		&s.CPUCapacityMHz, &s.CPUUsageMHz, &s.CPUUsagePercent,
+		&s.MemoryProvisionedKB, &s.MemoryUsageKB,
+		&s.DiskReadKBps, &s.DiskWriteKBps, &s.NetRxKBps, &s.NetTxKBps,
+	}
+	for i, p := range dst {
+		col := i + 3
+		x, err := strconv.ParseFloat(f[col-1], 64)
+		switch {
+		case err != nil && !errors.Is(err, strconv.ErrRange):
+			return Sample{}, col, fmt.Errorf("%q is not a number", f[col-1])
+		case math.IsNaN(x) || math.IsInf(x, 0):
+			return Sample{}, col, fmt.Errorf("%q is not a finite number", f[col-1])
+		case x < 0:
+			return Sample{}, col, fmt.Errorf("negative value %s", f[col-1])
+		}
+		*p = x + 0 // no negative zero
+	}
+	return s, 0, nil
+}
+
+// ReadBitbrainsFile reads a whole trace file (see ReadBitbrains); a
+// *ParseError names the file.
+func ReadBitbrainsFile(name string) ([]Sample, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return collect(f, name)
+}
+
+func collect(r io.Reader, name string) ([]Sample, error) {
+	var out []Sample
+	for s, err := range ReadBitbrains(r) {
+		if err != nil {
+			var pe *ParseError
+			if errors.As(err, &pe) {
+				pe.Path = name
+			}
+			return out, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// ReadBitbrainsDir reads every "*.csv" file in dir as one VM's trace,
+// ordered by ID: numeric IDs by value first ("2" before "10"), then the
+// others by name. A file that cannot be read yields its Trace (ID set,
+// samples up to the error) with the error, and the sequence goes on with
+// the next file if the caller keeps iterating; a directory that cannot be
+// listed yields one error.
+func ReadBitbrainsDir(dir string) iter.Seq2[Trace, error] {
+	return func(yield func(Trace, error) bool) {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			yield(Trace{}, err)
+			return
+		}
+		var ids []string
+		for _, e := range entries {
+			if id, ok := strings.CutSuffix(e.Name(), ".csv"); ok && id != "" && e.Type().IsRegular() {
+				ids = append(ids, id)
+			}
+		}
+		SortIDs(ids)
+		for _, id := range ids {
+			samples, err := ReadBitbrainsFile(filepath.Join(dir, id+".csv"))
+			if !yield(Trace{ID: id, Samples: samples}, err) {
+				return
+			}
+		}
+	}
+}
+
+// ReadBitbrainsTar reads the "*.csv" regular files of a tar archive,
+// gzip-compressed (as the published .tar.gz) or not, in archive order; the
+// ID is the file's base name without ".csv". A file that cannot be parsed
+// yields its Trace with the error and the sequence goes on if the caller
+// keeps iterating; an archive that cannot be read yields its error and
+// ends.
+func ReadBitbrainsTar(r io.Reader) iter.Seq2[Trace, error] {
+	return func(yield func(Trace, error) bool) {
+		br := bufio.NewReader(r)
+		var src io.Reader = br
+		if magic, _ := br.Peek(2); bytes.Equal(magic, []byte{0x1f, 0x8b}) {
+			zr, err := gzip.NewReader(br)
+			if err != nil {
+				yield(Trace{}, err)
+				return
+			}
+			defer zr.Close()
+			src = zr
+		}
+		tr := tar.NewReader(src)
+		for {
+			hdr, err := tr.Next()
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				yield(Trace{}, err)
+				return
+			}
+			id, ok := strings.CutSuffix(path.Base(hdr.Name), ".csv")
+			if !ok || id == "" || hdr.Typeflag != tar.TypeReg {
+				continue
+			}
+			samples, err := collect(tr, hdr.Name)
+			if !yield(Trace{ID: id, Samples: samples}, err) {
+				return
+			}
+		}
+	}
+}
+
+// SortIDs sorts trace IDs as ReadBitbrainsDir orders them: numeric IDs by
+// value first, then the others by name.
+func SortIDs(ids []string) {
+	slices.SortFunc(ids, CompareIDs)
+}
+
+// CompareIDs orders two trace IDs: numeric IDs by value first ("2" before
+// "10"), then the others by name.
+func CompareIDs(a, b string) int {
+	x, errA := strconv.ParseUint(a, 10, 64)
+	y, errB := strconv.ParseUint(b, 10, 64)
+	switch {
+	case errA == nil && errB == nil:
+		if c := cmp.Compare(x, y); c != 0 {
+			return c
+		}
+	case errA == nil:
+		return -1
+	case errB == nil:
+		return 1
+	}
+	return strings.Compare(a, b)
+}

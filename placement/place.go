@@ -337,6 +337,8 @@ func newHot(state []placeHost) *hot {
 // choose returns the index of the host vm goes to, or -1.
 func (p *Placer) choose(ctx context.Context, vm *VM, state []placeHost, hh *hot, o PlaceOptions, custom []Filter, bal *balance) (int, error) {
 	cons := constrained(vm)
+	slow := cons || len(custom) > 0 || vm.Disk > 0
+	oneGoal, goal := len(p.goals.byGroup) == 0, p.goals.def
 	best, bestOpen := -1, false
 	bestRoom := 0.0
 	bestTier := 0
@@ -353,32 +355,14 @@ func (p *Placer) choose(ctx context.Context, vm *VM, state []placeHost, hh *hot,
 		if !fits {
 			continue
 		}
-		room := f.room
-		s := &state[i]
-		if vm.Disk > 0 && !slices.ContainsFunc(s.h.Volumes, func(v Volume) bool { return v.Free >= vm.Disk }) {
-			continue
-		}
-		if cons {
-			if rej, err := p.filterBuiltins(ctx, vm, &s.view); err != nil || rej {
-				if err != nil {
-					return 0, err
-				}
+		if slow {
+			ok, err := p.checkRest(ctx, vm, &state[i], cons, custom)
+			if err != nil {
+				return 0, err
+			}
+			if !ok {
 				continue
 			}
-		}
-		for _, f := range custom {
-			e := runFilter(ctx, f, vm, &s.view)
-			if e == nil {
-				continue
-			}
-			if errors.Is(e, ErrRejected) {
-				fits = false
-				break
-			}
-			return 0, &PluginError{Plugin: f.Name(), Host: s.h.ID, Err: e}
-		}
-		if !fits {
-			continue
 		}
 		if o.Strategy == FirstFit {
 			return i, nil
@@ -395,12 +379,17 @@ func (p *Placer) choose(ctx context.Context, vm *VM, state []placeHost, hh *hot,
 			}
 			continue
 		}
+		room := f.room
 		open := hh.flags[i]&hostOpen != 0
 		if best < 0 {
 			best, bestOpen, bestRoom = i, open, room
 			continue
 		}
-		if p.goals.of(s.h.Group) == Consolidate {
+		g := goal
+		if !oneGoal {
+			g = p.goals.of(state[i].h.Group)
+		}
+		if g == Consolidate {
 			// Hosts in use first, then the least room left.
 			if (open && !bestOpen) || (open == bestOpen && room < bestRoom) {
 				best, bestOpen, bestRoom = i, open, room
@@ -410,6 +399,31 @@ func (p *Placer) choose(ctx context.Context, vm *VM, state []placeHost, hh *hot,
 		}
 	}
 	return best, nil
+}
+
+// checkRest runs what the resource check leaves: volumes, the built-in
+// filters the VM asks for, and the custom filters.
+func (p *Placer) checkRest(ctx context.Context, vm *VM, s *placeHost, cons bool, custom []Filter) (bool, error) {
+	if vm.Disk > 0 && !slices.ContainsFunc(s.h.Volumes, func(v Volume) bool { return v.Free >= vm.Disk }) {
+		return false, nil
+	}
+	if cons {
+		rej, err := p.filterBuiltins(ctx, vm, &s.view)
+		if err != nil || rej {
+			return false, err
+		}
+	}
+	for _, f := range custom {
+		e := runFilter(ctx, f, vm, &s.view)
+		if e == nil {
+			continue
+		}
+		if errors.Is(e, ErrRejected) {
+			return false, nil
+		}
+		return false, &PluginError{Plugin: f.Name(), Host: s.h.ID, Err: e}
+	}
+	return true, nil
 }
 
 // A fit is what a host would have left once it runs a VM.

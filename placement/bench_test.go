@@ -108,3 +108,27 @@ func BenchmarkPlace100kVMs10kHosts(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFitMetric compares the two best-fit measures the vector
+// bin-packing literature offers, the L2 norm of the room left (Place's) and
+// the dot product of demand and free amounts (Tetris-style alignment), by
+// the hosts they use on the synthetic fleet under Consolidate.
+//
+//	go test ./placement -run '^$' -bench FitMetric -benchtime 1x
+func BenchmarkFitMetric(b *testing.B) {
+	for _, c := range []struct{ vms, hosts int }{{1000, 100}, {10000, 1000}} {
+		for _, dot := range []bool{false, true} {
+			name := map[bool]string{false: "l2", true: "dot"}[dot]
+			b.Run(fmt.Sprintf("vms=%d/%s", c.vms, name), func(b *testing.B) {
+				testFitByDot = dot
+				defer func() { testFitByDot = false }()
+				p, _ := New(Config{Goal: Consolidate})
+				var plan *Plan
+				for b.Loop() {
+					plan, _ = p.Place(context.Background(), vmsOf(c.vms, 3), emptyFleet(c.hosts), nil)
+				}
+				b.ReportMetric(float64(plan.HostsUsed), "hosts")
+			})
+		}
+	}
+}

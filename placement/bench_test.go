@@ -120,9 +120,8 @@ func BenchmarkFitMetric(b *testing.B) {
 		for _, dot := range []bool{false, true} {
 			name := map[bool]string{false: "l2", true: "dot"}[dot]
 			b.Run(fmt.Sprintf("vms=%d/%s", c.vms, name), func(b *testing.B) {
-				testFitByDot = dot
-				defer func() { testFitByDot = false }()
 				p, _ := New(Config{Goal: Consolidate})
+				p.fitDot = dot
 				var plan *Plan
 				for b.Loop() {
 					plan, _ = p.Place(context.Background(), vmsOf(c.vms, 3), emptyFleet(c.hosts), nil)

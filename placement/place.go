@@ -76,9 +76,15 @@ type placeHost struct {
 // for peaks the history did not show. The plan is deterministic: the same
 // input gives the same plan whatever the order of hosts.
 func (p *Placer) Place(ctx context.Context, vms []*VM, hosts []*Host, opts *PlaceOptions) (*Plan, error) {
+	if !p.ready {
+		return nil, errNotNew
+	}
 	var o PlaceOptions
 	if opts != nil {
 		o = *opts
+	}
+	if o.Strategy != BestFit && o.Strategy != FirstFit {
+		return nil, fmt.Errorf("placement: unknown strategy %d", int(o.Strategy))
 	}
 	if len(hosts) == 0 {
 		return nil, ErrNoHosts
@@ -101,7 +107,10 @@ func (p *Placer) Place(ctx context.Context, vms []*VM, hosts []*Host, opts *Plac
 	slices.SortFunc(hs, func(a, b *Host) int { return cmp.Compare(a.ID, b.ID) })
 	seriesLen := 0
 	if !o.IgnoreSeries {
-		seriesLen = commonSeriesLen(vms)
+		var err error
+		if seriesLen, err = commonSeriesLen(vms, hs); err != nil {
+			return nil, err
+		}
 	}
 	state, norm := p.newPlaceState(hs, seriesLen)
 	order := p.placementOrder(vms, hs, norm)
@@ -152,7 +161,8 @@ func (p *Placer) newPlaceState(hs []*Host, seriesLen int) ([]placeHost, Vector) 
 		s := &state[i]
 		s.h, s.view, s.usable = h, *h, usable(h)
 		s.view.VMs = slices.Clip(h.VMs)
-		s.ok = validHost(h) && h.State == Ready
+		s.view.Volumes = slices.Clone(h.Volumes) // debited as VMs are placed
+		s.ok = validHost(h) && (h.State == Ready || !p.hasHostUp())
 		s.open = len(h.VMs) > 0
 		if seriesLen > 0 {
 			s.series = make([]float64, seriesLen)
@@ -164,8 +174,10 @@ func (p *Placer) newPlaceState(hs []*Host, seriesLen int) ([]placeHost, Vector) 
 				}
 			}
 		}
-		for r := range norm {
-			norm[r] = max(norm[r], s.usable[r])
+		if s.ok {
+			for r := range norm {
+				norm[r] = max(norm[r], s.usable[r])
+			}
 		}
 	}
 	return state, norm
@@ -176,6 +188,7 @@ func (p *Placer) newPlaceState(hs []*Host, seriesLen int) ([]placeHost, Vector) 
 // cannot place (their errors are nil).
 func (p *Placer) pass(ctx context.Context, order []*VM, state []placeHost, o PlaceOptions, custom []Filter, bal *balance) ([]Assignment, map[string]error, error) {
 	hh := newHot(state)
+	hh.rules(order, state)
 	var assigned []Assignment
 	unplaced := map[string]error{}
 	for k, vm := range order {
@@ -190,7 +203,11 @@ func (p *Placer) pass(ctx context.Context, order []*VM, state []placeHost, o Pla
 		}
 		if i < 0 {
 			if bal == nil {
-				unplaced[vm.ID] = p.whyNot(ctx, vm, state)
+				why, err := p.whyNot(ctx, vm, state, hh)
+				if err != nil {
+					return nil, nil, err
+				}
+				unplaced[vm.ID] = why
 			} else {
 				unplaced[vm.ID] = nil
 			}
@@ -200,6 +217,10 @@ func (p *Placer) pass(ctx context.Context, order []*VM, state []placeHost, o Pla
 		d := p.sizer.Demand(vm, s.h)
 		s.view.Used = s.view.Used.Add(d)
 		s.view.VMs = append(s.view.VMs, vm.ID)
+		hh.placed[vm.ID] = true
+		if vm.Disk > 0 {
+			s.view.Volumes[volumeFor(s.view.Volumes, vm.Disk)].Free -= vm.Disk
+		}
 		if s.series != nil {
 			addSeries(s.series, vm, d[CPU])
 		}
@@ -211,21 +232,31 @@ func (p *Placer) pass(ctx context.Context, order []*VM, state []placeHost, o Pla
 	return assigned, unplaced, nil
 }
 
-// commonSeriesLen returns the length of the VMs' time series when every VM
-// with a history has one and they agree, and 0 otherwise.
-func commonSeriesLen(vms []*VM) int {
-	n := 0
+// commonSeriesLen returns the length of the VMs' time series, or 0 when no
+// VM has one. VMs without a series count with a flat demand. Series of
+// different lengths, or hosts' use series of another length, are errors: a
+// sum over time needs one time line.
+func commonSeriesLen(vms []*VM, hs []*Host) (int, error) {
+	n, first := 0, ""
 	for _, vm := range vms {
-		if vm.History == nil {
+		if vm.History == nil || len(vm.History.Series) == 0 {
 			continue
 		}
 		l := len(vm.History.Series)
-		if l == 0 || (n != 0 && l != n) {
-			return 0
+		if n != 0 && l != n {
+			return 0, fmt.Errorf("placement: VM %s has %d samples of history, VM %s has %d: series must share one time line", vm.ID, l, first, n)
 		}
-		n = l
+		n, first = l, vm.ID
 	}
-	return n
+	if n == 0 {
+		return 0, nil
+	}
+	for _, h := range hs {
+		if len(h.UsedSeries) != 0 && len(h.UsedSeries) != n {
+			return 0, fmt.Errorf("placement: host %s has %d samples of use, the VMs %d: series must share one time line", h.ID, len(h.UsedSeries), n)
+		}
+	}
+	return n, nil
 }
 
 func addSeries(series []float64, vm *VM, flat float64) {
@@ -272,6 +303,56 @@ func (p *Placer) placementOrder(vms []*VM, hs []*Host, norm Vector) []*VM {
 	for i, k := range ks {
 		out[i] = k.vm
 	}
+	return groupAffine(out)
+}
+
+// groupAffine keeps VMs that must share a host next to each other in the
+// order, at the place of the largest of them, so that the first one placed
+// chooses a host the others can join.
+func groupAffine(order []*VM) []*VM {
+	parent := map[string]string{}
+	var find func(string) string
+	find = func(x string) string {
+		p, ok := parent[x]
+		if !ok || p == x {
+			return x
+		}
+		r := find(p)
+		parent[x] = r
+		return r
+	}
+	inBatch := make(map[string]bool, len(order))
+	for _, vm := range order {
+		inBatch[vm.ID] = true
+	}
+	linked := false
+	for _, vm := range order {
+		for _, id := range vm.Affinity {
+			if inBatch[id] && id != vm.ID {
+				a, b := find(vm.ID), find(id)
+				if a != b {
+					parent[a] = b
+				}
+				linked = true
+			}
+		}
+	}
+	if !linked {
+		return order
+	}
+	members := map[string][]*VM{}
+	for _, vm := range order {
+		r := find(vm.ID)
+		members[r] = append(members[r], vm)
+	}
+	out := make([]*VM, 0, len(order))
+	for _, vm := range order {
+		r := find(vm.ID)
+		if m, ok := members[r]; ok {
+			out = append(out, m...)
+			delete(members, r)
+		}
+	}
 	return out
 }
 
@@ -281,13 +362,23 @@ func (p *Placer) placementOrder(vms []*VM, hs []*Host, norm Vector) []*VM {
 func (p *Placer) customFilters() []Filter {
 	var out []Filter
 	for _, f := range p.filters {
-		switch f.(type) {
-		case *FitsResources, HostUp, InGroup, HasFeatures, Affinity:
+		switch f := f.(type) {
+		case *FitsResources:
+			if f.Sizer != p.sizer { // Place's own check sizes by the Placer's Sizer
+				out = append(out, f)
+			}
+		case HostUp, InGroup, HasFeatures, Affinity:
 		default:
 			out = append(out, f)
 		}
 	}
 	return out
+}
+
+// hasHostUp reports whether the filters include HostUp; without it, Place
+// uses hosts in any state, as Rate does.
+func (p *Placer) hasHostUp() bool {
+	return slices.ContainsFunc(p.filters, func(f Filter) bool { _, ok := f.(HostUp); return ok })
 }
 
 // constrained reports whether vm asks for what only the built-in
@@ -299,11 +390,65 @@ func constrained(vm *VM) bool {
 // hot is the part of every host's state the scan for a VM reads, kept
 // apart and small so that a scan over thousands of hosts stays in cache.
 type hot struct {
-	free   []Vector  // usable less used, per host
-	inv    []Vector  // 1/usable per resource (0 where the host has none)
-	core   []float64 // MHz per core
-	flags  []uint8   // hostOK, hostOpen
-	series [][]float64
+	free  []Vector  // usable less used, per host
+	inv   []Vector  // 1/usable per resource (0 where the host has none)
+	core  []float64 // MHz per core
+	flags []uint8   // hostOK, hostOpen
+	// blocked has bit r set where the host reports resource r but
+	// reserves all of it.
+	blocked []uint8
+	series  [][]float64
+
+	// Affinity rules seen from both sides: antiOf[id] lists the VMs that
+	// must not share a host with VM id (from their rules or its own);
+	// placed holds the VMs already on a host, whose affinity partners must
+	// join them.
+	antiOf map[string][]string
+	affOf  map[string][]string
+	placed map[string]bool
+}
+
+// rules fills antiOf and placed for a pass over vms.
+func (hh *hot) rules(vms []*VM, state []placeHost) {
+	hh.antiOf = map[string][]string{}
+	hh.affOf = map[string][]string{}
+	for _, vm := range vms {
+		for _, id := range vm.Affinity {
+			hh.affOf[id] = append(hh.affOf[id], vm.ID)
+			hh.affOf[vm.ID] = append(hh.affOf[vm.ID], id)
+		}
+		for _, id := range vm.AntiAffinity {
+			hh.antiOf[id] = append(hh.antiOf[id], vm.ID)
+			hh.antiOf[vm.ID] = append(hh.antiOf[vm.ID], id)
+		}
+	}
+	hh.placed = map[string]bool{}
+	for i := range state {
+		for _, id := range state[i].h.VMs {
+			hh.placed[id] = true
+		}
+	}
+}
+
+// ruled returns vm as the Affinity filter must see it in this pass: only
+// the partners already placed count (the others will join it), and the
+// anti-affinity rules other VMs have against it are its own too.
+func (hh *hot) ruled(vm *VM) *VM {
+	anti, aff := hh.antiOf[vm.ID], hh.affOf[vm.ID]
+	if len(vm.Affinity) == 0 && len(anti) == 0 && len(aff) == 0 {
+		return vm
+	}
+	c := *vm
+	c.Affinity = nil
+	for _, id := range aff { // its own rules and the rules naming it
+		if hh.placed[id] && !slices.Contains(c.Affinity, id) {
+			c.Affinity = append(c.Affinity, id)
+		}
+	}
+	if len(anti) > 0 {
+		c.AntiAffinity = append(slices.Clip(vm.AntiAffinity), anti...)
+	}
+	return &c
 }
 
 const (
@@ -313,13 +458,16 @@ const (
 
 func newHot(state []placeHost) *hot {
 	n := len(state)
-	h := &hot{free: make([]Vector, n), inv: make([]Vector, n), core: make([]float64, n), flags: make([]uint8, n), series: make([][]float64, n)}
+	h := &hot{free: make([]Vector, n), inv: make([]Vector, n), core: make([]float64, n), flags: make([]uint8, n), blocked: make([]uint8, n), series: make([][]float64, n)}
 	for i := range state {
 		s := &state[i]
 		h.free[i] = s.usable.Sub(s.h.Used)
 		for r := range s.usable {
-			if s.usable[r] > 0 {
+			switch {
+			case s.usable[r] > 0:
 				h.inv[i][r] = 1 / s.usable[r]
+			case s.h.Capacity[r] > 0:
+				h.blocked[i] |= 1 << r
 			}
 		}
 		h.core[i] = coreMHz(s.h)
@@ -336,6 +484,7 @@ func newHot(state []placeHost) *hot {
 
 // choose returns the index of the host vm goes to, or -1.
 func (p *Placer) choose(ctx context.Context, vm *VM, state []placeHost, hh *hot, o PlaceOptions, custom []Filter, bal *balance) (int, error) {
+	vm = hh.ruled(vm)
 	cons := constrained(vm)
 	slow := cons || len(custom) > 0 || vm.Disk > 0
 	oneGoal, goal := len(p.goals.byGroup) == 0, p.goals.def
@@ -380,11 +529,11 @@ func (p *Placer) choose(ctx context.Context, vm *VM, state []placeHost, hh *hot,
 			continue
 		}
 		room := f.room
-		if testFitByDot {
+		if p.fitDot {
 			// Tetris-style alignment: the larger the dot product of the
 			// demand and the free amounts, the better; as a "room" to
 			// minimize, its negative.
-			room = -f.dot
+			room = -dot(&hh.free[i], &hh.inv[i], &d)
 		}
 		open := hh.flags[i]&hostOpen != 0
 		if best < 0 {
@@ -410,7 +559,7 @@ func (p *Placer) choose(ctx context.Context, vm *VM, state []placeHost, hh *hot,
 // checkRest runs what the resource check leaves: volumes, the built-in
 // filters the VM asks for, and the custom filters.
 func (p *Placer) checkRest(ctx context.Context, vm *VM, s *placeHost, cons bool, custom []Filter) (bool, error) {
-	if vm.Disk > 0 && !slices.ContainsFunc(s.h.Volumes, func(v Volume) bool { return v.Free >= vm.Disk }) {
+	if vm.Disk > 0 && volumeFor(s.view.Volumes, vm.Disk) < 0 {
 		return false, nil
 	}
 	if cons {
@@ -437,37 +586,36 @@ type fit struct {
 	room  float64 // squared normalized room, L2 over the resources
 	other float64 // the same over the resources other than CPU
 	cpu   float64 // CPU use (the peak of the series) over usable CPU
-	dot   float64 // demand · free before placing, both normalized (measurement only)
 }
-
-// testFitByDot makes best fit rank hosts by the dot product of demand and
-// free amounts instead of the L2 norm of the room left; the quality
-// benchmark measures both.
-var testFitByDot bool
 
 // fitsHot checks demand d against host i and returns what the host would
 // have left.
 func fitsHot(hh *hot, i int, vm *VM, d *Vector) (fit, bool) {
 	free, inv := &hh.free[i], &hh.inv[i]
+	// Memory first: it turns most full hosts down with one comparison.
+	if inv[Memory] == 0 || !(free[Memory]-d[Memory] >= 0) {
+		return fit{}, false
+	}
 	var f fit
 	for r := CPU; r < NumResources; r++ {
 		if inv[r] == 0 {
-			if d[r] > 0 && r <= Memory {
-				return fit{}, false
+			if d[r] > 0 && (r == CPU || hh.blocked[i]&(1<<r) != 0) {
+				return fit{}, false // none to give, or all of it reserved
 			}
 			continue
 		}
 		left := free[r] - d[r]
-		if r == CPU && hh.series[i] != nil {
-			u := 1 / inv[r]
-			left = u - seriesPeak(hh.series[i], vm, d[CPU], u)
+		if r == CPU {
+			if ser := hh.series[i]; ser != nil {
+				u := 1 / inv[r]
+				left = u - seriesPeak(ser, vm, d[CPU], u)
+			}
 		}
-		if left < 0 {
+		if !(left >= 0) {
 			return fit{}, false
 		}
 		x := left * inv[r]
 		f.room += x * x
-		f.dot += d[r] * inv[r] * free[r] * inv[r]
 		if r == CPU {
 			f.cpu = 1 - x
 		} else {
@@ -485,7 +633,7 @@ func seriesPeak(series []float64, vm *VM, flat, limit float64) float64 {
 	if vm.History != nil && len(vm.History.Series) == len(series) {
 		for t, v := range vm.History.Series {
 			x := series[t] + v[CPU]
-			if x > limit {
+			if !(x <= limit) {
 				return x
 			}
 			peak = max(peak, x)
@@ -494,7 +642,7 @@ func seriesPeak(series []float64, vm *VM, flat, limit float64) float64 {
 	}
 	for _, x := range series {
 		x += flat
-		if x > limit {
+		if !(x <= limit) {
 			return x
 		}
 		peak = max(peak, x)
@@ -521,10 +669,13 @@ func (p *Placer) filterBuiltins(ctx context.Context, vm *VM, h *Host) (bool, err
 	return false, nil
 }
 
-// whyNot explains why vm fits nowhere: the reasons hosts gave, counted.
-func (p *Placer) whyNot(ctx context.Context, vm *VM, state []placeHost) error {
+// whyNot explains why vm fits nowhere: the reasons hosts gave, counted. A
+// plugin that fails while it is asked is an error, as in Rate.
+func (p *Placer) whyNot(ctx context.Context, vm *VM, state []placeHost, hh *hot) (error, error) {
+	vm = hh.ruled(vm)
 	count := map[string]int{}
 	example := map[string]string{}
+	custom := p.customFilters()
 	for i := range state {
 		s := &state[i]
 		view := s.view
@@ -532,14 +683,17 @@ func (p *Placer) whyNot(ctx context.Context, vm *VM, state []placeHost) error {
 			view.Used[CPU] = 0 // CPU is checked against the series below
 		}
 		rej, err := p.filter(ctx, vm, &view)
+		if err != nil {
+			return nil, err
+		}
 		var reason string
 		switch {
-		case err != nil:
-			reason = err.Error()
 		case rej != nil:
 			reason = rej.Error()
+		case !s.ok:
+			reason = "HostUp: host is " + s.h.State.String()
 		default:
-			reason = "FitsResources: " + p.seriesReason(vm, s)
+			reason = p.placeReason(ctx, vm, s, hh, i, custom)
 		}
 		key, _, _ := strings.Cut(reason, ":")
 		if count[key] == 0 {
@@ -559,16 +713,47 @@ func (p *Placer) whyNot(ctx context.Context, vm *VM, state []placeHost) error {
 		}
 		fmt.Fprintf(&b, "%d host(s) by %s, e.g. %s", count[k], k, example[k])
 	}
-	return &Rejection{Plugin: "Place", Reason: "no host can take it: " + b.String()}
+	return &Rejection{Plugin: "Place", Reason: "no host can take it: " + b.String()}, nil
 }
 
-// seriesReason explains a host that passes the filters but not the
-// time-series check.
-func (p *Placer) seriesReason(vm *VM, s *placeHost) string {
+// placeReason explains a host that passes the filters but that Place's own
+// checks turn down: a resource fully reserved, the CPU series, a volume
+// filled by VMs of the batch.
+func (p *Placer) placeReason(ctx context.Context, vm *VM, s *placeHost, hh *hot, i int, custom []Filter) string {
 	d := p.sizer.Demand(vm, s.h)
+	for r := CPU; r < NumResources; r++ {
+		if hh.blocked[i]&(1<<r) != 0 && d[r] > 0 {
+			return "FitsResources: " + Explain(r, d[r], s.h)
+		}
+	}
 	if s.series != nil {
 		peak := seriesPeak(s.series, vm, d[CPU], math.Inf(1))
-		return fmt.Sprintf("cpu: the sum of its VMs' use over time would peak at %s, above the %s it can give", amount(CPU, peak), amount(CPU, s.usable[CPU]))
+		if !(peak <= s.usable[CPU]) {
+			return fmt.Sprintf("FitsResources: cpu: the sum of its VMs' use over time would peak at %s, above the %s it can give", amount(CPU, peak), amount(CPU, s.usable[CPU]))
+		}
 	}
-	return "does not fit"
+	if vm.Disk > 0 && volumeFor(s.view.Volumes, vm.Disk) < 0 {
+		var largest int64
+		for _, v := range s.view.Volumes {
+			largest = max(largest, v.Free)
+		}
+		return fmt.Sprintf("FitsResources: storage: needs %s on one volume, the largest free is %s after this batch", bytesString(float64(vm.Disk)), bytesString(float64(largest)))
+	}
+	return "FitsResources: does not fit"
+}
+
+// volumeFor returns the index of the first volume with room for n bytes,
+// or -1.
+func volumeFor(vs []Volume, n int64) int {
+	return slices.IndexFunc(vs, func(v Volume) bool { return v.Free >= n })
+}
+
+// dot is the dot product of demand d and the free amounts, both normalized
+// by the usable amounts.
+func dot(free, inv, d *Vector) float64 {
+	x := 0.0
+	for r := range free {
+		x += d[r] * inv[r] * free[r] * inv[r]
+	}
+	return x
 }

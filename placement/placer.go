@@ -110,11 +110,18 @@ var DefaultPriority = Vector{CPU: 1, Memory: 1, DiskIOPS: 0.5, DiskMBps: 0.5, Ne
 // rebalancing. It is safe for concurrent use if its plugins are.
 type Placer struct {
 	filters []Filter
+	fnames  []string // the filters' names, asked once
 	scorers []Weighted
+	snames  []string
 	sizer   Sizer
 	goals   goals
 	prio    Vector
+	ready   bool // made by New
+	fitDot  bool // best fit by dot product (measurement only)
 }
+
+// errNotNew reports a Placer that New did not make.
+var errNotNew = errors.New("placement: use New to make a Placer")
 
 // A Sizer turns a VM into what it would use on a host.
 type Sizer struct {
@@ -198,6 +205,17 @@ func New(cfg Config) (*Placer, error) {
 	if !p.prio.valid() {
 		return nil, fmt.Errorf("placement: priorities must be finite and not negative: %v", p.prio)
 	}
+	if cfg.Goal != LoadBalance && cfg.Goal != Consolidate {
+		return nil, fmt.Errorf("placement: unknown goal %d", int(cfg.Goal))
+	}
+	for g, x := range cfg.GroupGoals {
+		if x != LoadBalance && x != Consolidate {
+			return nil, fmt.Errorf("placement: unknown goal %d for group %q", int(x), g)
+		}
+	}
+	if cfg.Sizing < SizeP95 || cfg.Sizing > SizePeak {
+		return nil, fmt.Errorf("placement: unknown sizing %d", int(cfg.Sizing))
+	}
 	if cfg.DefaultCPU < 0 || math.IsNaN(cfg.DefaultCPU) {
 		return nil, fmt.Errorf("placement: default CPU fraction %v", cfg.DefaultCPU)
 	}
@@ -213,13 +231,34 @@ func New(cfg Config) (*Placer, error) {
 		if f == nil {
 			return nil, fmt.Errorf("placement: filter %d is nil", i)
 		}
+		name, err := pluginName(f)
+		if err != nil {
+			return nil, fmt.Errorf("placement: filter %d: %w", i, err)
+		}
+		p.fnames = append(p.fnames, name)
 	}
 	for i, w := range p.scorers {
 		if w.Scorer == nil || !(w.Weight > 0) || math.IsInf(w.Weight, 0) {
 			return nil, fmt.Errorf("placement: scorer %d: needs a scorer and a positive finite weight", i)
 		}
+		name, err := pluginName(w.Scorer)
+		if err != nil {
+			return nil, fmt.Errorf("placement: scorer %d: %w", i, err)
+		}
+		p.snames = append(p.snames, name)
 	}
+	p.ready = true
 	return p, nil
+}
+
+// pluginName asks a plugin its name, once, safely.
+func pluginName(pl Plugin) (name string, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("Name panicked: %v", v)
+		}
+	}()
+	return pl.Name(), nil
 }
 
 // DefaultFilters returns the built-in filters in the order they run.
@@ -255,6 +294,9 @@ var ErrNoHosts = errors.New("placement: no hosts")
 // that can take the VM by score (ties by host ID), then the rejected ones by
 // host ID with their reasons. Only a failing plugin or bad input fails it.
 func (p *Placer) Rate(ctx context.Context, vm *VM, hosts []*Host) ([]Rating, error) {
+	if !p.ready {
+		return nil, errNotNew
+	}
 	if err := checkInput(vm, hosts); err != nil {
 		return nil, err
 	}
@@ -303,21 +345,25 @@ func compareRatings(a, b Rating) int {
 // of a filter that failed.
 func (p *Placer) filter(ctx context.Context, vm *VM, h *Host) (rej error, err error) {
 	if !validHost(h) {
-		return &Rejection{Plugin: "Validate", Reason: fmt.Sprintf("capacity %v, use %v or reserve %v is not a finite, non-negative amount with CPU and memory above zero", h.Capacity, h.Used, h.Reserve)}, nil
+		return &Rejection{Plugin: "Validate", Reason: fmt.Sprintf("capacity %v, use %v, reserve %v, %d cores or the use series is not valid: amounts finite and not negative, CPU, memory and cores above zero", h.Capacity, h.Used, h.Reserve, h.Cores)}, nil
 	}
-	for _, f := range p.filters {
+	for k, f := range p.filters {
 		e := runFilter(ctx, f, vm, h)
 		if e == nil {
 			continue
 		}
 		var r *Rejection
-		if errors.As(e, &r) {
+		if errors.As(e, &r) && r != nil {
 			if r.Plugin == "" {
-				r.Plugin = f.Name()
+				// A copy: the plugin may return the same rejection for
+				// many hosts, from many goroutines.
+				c := *r
+				c.Plugin = p.fnames[k]
+				return &c, nil
 			}
-			return e, nil
+			return r, nil
 		}
-		return nil, &PluginError{Plugin: f.Name(), Host: h.ID, Err: e}
+		return nil, &PluginError{Plugin: p.fnames[k], Host: h.ID, Err: e}
 	}
 	return nil, nil
 }
@@ -348,21 +394,32 @@ func (p *Placer) score(ctx context.Context, vm *VM, h *Host, r *Rating) error {
 			err = fmt.Errorf("score %v is not a number", s)
 		}
 		if err != nil {
-			return &PluginError{Plugin: w.Scorer.Name(), Host: h.ID, Err: err}
+			return &PluginError{Plugin: p.snames[k], Host: h.ID, Err: err}
 		}
 		s = min(max(s, 0), 1)
-		r.Scores[k] = PluginScore{Plugin: w.Scorer.Name(), Score: s, Weight: w.Weight}
+		r.Scores[k] = PluginScore{Plugin: p.snames[k], Score: s, Weight: w.Weight}
 		total += s * w.Weight
 		wsum += w.Weight
 	}
-	r.Score = total / wsum
+	r.Score = 1 // no scorer: every host that passes is as good
+	if wsum > 0 {
+		r.Score = total / wsum
+	}
 	r.Stars = math.Round(r.Score*10) / 2
 	return nil
 }
 
 func validHost(h *Host) bool {
-	return h.Capacity.valid() && h.Used.valid() && h.Reserve.valid() &&
-		h.Capacity[CPU] > 0 && h.Capacity[Memory] > 0 && h.Reserve[CPU] < 1
+	if !h.Capacity.valid() || !h.Used.valid() || !h.Reserve.valid() ||
+		!(h.Capacity[CPU] > 0) || !(h.Capacity[Memory] > 0) || !(h.Reserve[CPU] < 1) || h.Cores <= 0 {
+		return false
+	}
+	for _, u := range h.UsedSeries {
+		if !u.valid() {
+			return false
+		}
+	}
+	return true
 }
 
 // checkInput refuses what no answer can be given for.

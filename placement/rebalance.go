@@ -106,6 +106,9 @@ const rbDefaultThreshold = 0.8
 // another host, bad options), with ctx's error, and with a *PluginError when
 // a filter fails or panics.
 func (p *Placer) Rebalance(ctx context.Context, hosts []*Host, placed []Assignment, opts *RebalanceOptions) (*RebalancePlan, error) {
+	if !p.ready {
+		return nil, errNotNew
+	}
 	var o RebalanceOptions
 	if opts != nil {
 		o = *opts
@@ -206,6 +209,7 @@ func (p *Placer) newRebalancer(ctx context.Context, hosts []*Host, placed []Assi
 		s := &r.hosts[i]
 		s.h, s.view, s.usable = h, *h, usable(h)
 		s.view.VMs = slices.Clone(h.VMs)
+		s.view.Volumes = slices.Clone(h.Volumes) // debited by the moves in
 		s.ok = validHost(h) && s.usable[CPU] > 0 && s.usable[Memory] > 0
 		s.gives = s.ok && h.State != NotResponding
 		g, seen := groupOf[h.Group]
@@ -292,7 +296,7 @@ func (r *rebalancer) loads(hosts []*Host) []HostLoad {
 }
 
 func (r *rebalancer) frac(s *rbHost, res Resource) float64 {
-	if s.usable[res] <= 0 {
+	if !(s.usable[res] > 0) {
 		return 0
 	}
 	return s.view.Used[res] / s.usable[res]
@@ -326,7 +330,10 @@ func (r *rebalancer) tick() error {
 // fits reports whether demand d fits host s's usable capacity as the plan
 // leaves it, whatever the filters say: CPU, memory and every other resource
 // the host reports a capacity for.
-func (r *rebalancer) fits(s *rbHost, d Vector) bool {
+func (r *rebalancer) fits(s *rbHost, d Vector, disk int64) bool {
+	if disk > 0 && volumeFor(s.view.Volumes, disk) < 0 {
+		return false
+	}
 	for res := range NumResources {
 		if res > Memory && s.h.Capacity[res] == 0 {
 			continue
@@ -427,6 +434,11 @@ func (r *rebalancer) apply(v, to int, d Vector) {
 		src.view.Used[res] = max(src.view.Used[res]-out[res], 0)
 	}
 	dst.view.Used = dst.view.Used.Add(d)
+	if vm.Disk > 0 {
+		// The destination's space is taken; the source's is not counted
+		// free again (which of its volumes held the disks is not known).
+		dst.view.Volumes[volumeFor(dst.view.Volumes, vm.Disk)].Free -= vm.Disk
+	}
 	if k := slices.Index(src.view.VMs, vm.ID); k >= 0 {
 		src.view.VMs = slices.Delete(src.view.VMs, k, k+1)
 	}
@@ -559,7 +571,7 @@ func (r *rebalancer) balanceDest(v, s int) (int, error) {
 			continue
 		}
 		d := r.p.sizer.Demand(vm, h.h)
-		if !r.fits(h, d) {
+		if !r.fits(h, d, vm.Disk) {
 			continue
 		}
 		c := (h.view.Used[CPU] + d[CPU]) / h.usable[CPU]
@@ -609,6 +621,7 @@ func (r *rebalancer) consolidate() error {
 type rbUndo struct {
 	i          int
 	used       Vector
+	vols       []Volume
 	nIDs, nVMs int
 	moves      int
 	kept       bool
@@ -651,6 +664,7 @@ func (r *rebalancer) empty(c int) (bool, error) {
 			u := undo[k]
 			d := &r.hosts[u.i]
 			d.view.Used = u.used
+			d.view.Volumes = u.vols
 			d.view.VMs = d.view.VMs[:u.nIDs]
 			d.vms = d.vms[:u.nVMs]
 			d.moves, d.kept = u.moves, u.kept
@@ -670,7 +684,7 @@ func (r *rebalancer) empty(c int) (bool, error) {
 			return false, err
 		}
 		d := &r.hosts[j]
-		undo = append(undo, rbUndo{i: j, used: d.view.Used, nIDs: len(d.view.VMs), nVMs: len(d.vms), moves: d.moves, kept: d.kept, vm: v})
+		undo = append(undo, rbUndo{i: j, used: d.view.Used, vols: slices.Clone(d.view.Volumes), nIDs: len(d.view.VMs), nVMs: len(d.vms), moves: d.moves, kept: d.kept, vm: v})
 		vm := r.vms[v].vm
 		r.apply(v, j, r.p.sizer.Demand(vm, d.h))
 		d.kept = true
@@ -697,7 +711,7 @@ func (r *rebalancer) packDest(v, c int) (int, error) {
 			continue
 		}
 		d := r.p.sizer.Demand(vm, h.h)
-		if !r.fits(h, d) {
+		if !r.fits(h, d, vm.Disk) {
 			continue
 		}
 		room := 0.0

@@ -8,6 +8,7 @@
 //     crash-safe writes (the VHDX log included), conversion between raw,
 //     VHD and VHDX, check and repair, diff, merge, flatten, compact and
 //     resize (examples/vhdtool runs them).
+//
 //   - [github.com/vmmkit/vmmkit/p2v]: capture a physical disk into a VHD or
 //     VHDX reading only the blocks its file systems use (MBR and GPT; ext2/3/4,
 //     NTFS, FAT), at a consistent point in time (live passes, then a short

@@ -615,17 +615,16 @@ func (c *capturer) finish() error {
 
 // A chunkJob is one chunk on its way from the source to the image.
 type chunkJob struct {
-	idx    int64
-	buf    []byte
-	used   []Range // parts to read, relative to the chunk; empty: all free
-	skip   bool    // known from the journal: do not read
-	hash   Hash
-	runs   []Range // non-zero 4 KiB pages, relative to the chunk
-	read   int64
-	bad    []Range
-	err    error
-	ready  chan struct{}
-	layout *Layout
+	idx   int64
+	buf   []byte
+	used  []Range // parts to read, relative to the chunk; empty: all free
+	skip  bool    // known from the journal: do not read
+	hash  Hash
+	runs  []Range // non-zero 4 KiB pages, relative to the chunk
+	read  int64
+	bad   []Range
+	err   error
+	ready chan struct{}
 }
 
 // pass reads every chunk the layout says is used, hashes it, and writes the

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -159,7 +158,6 @@ type faultySource struct {
 	end       int64
 	failAfter int64
 	reads     atomic.Int64
-	mu        sync.Mutex
 }
 
 var errInjected = fmt.Errorf("injected I/O error")

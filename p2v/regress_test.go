@@ -137,12 +137,11 @@ func TestCaptureRefusesPreviousMidCapture(t *testing.T) {
 // frozen: each Freeze changes the source, and makes reads slow for the
 // first attempts so that the watchdog cuts the frozen pass short.
 type flakyFreezer struct {
-	src      *memSource
-	r        *rand.Rand
-	freezes  int
-	slowFor  int // freezes during which reads are slow
-	frozen   atomic.Bool
-	thawedAt []int
+	src     *memSource
+	r       *rand.Rand
+	freezes int
+	slowFor int // freezes during which reads are slow
+	frozen  atomic.Bool
 }
 
 func (f *flakyFreezer) Freeze(context.Context) (func() error, error) {

@@ -69,7 +69,7 @@ func OpenDevice(path string) (*Device, error) {
 		return nil, fmt.Errorf("p2v: size of %s: %w", path, err)
 	}
 	d := &Device{f: f, name: path, size: size, direct: direct, block: block}
-	d.bounce.New = func() any { return alignedBuf(1 << 20) }
+	d.bounce.New = func() any { b := alignedBuf(1 << 20); return &b }
 	return d, nil
 }
 
@@ -121,8 +121,9 @@ func (d *Device) ReadAt(p []byte, off int64) (int, error) {
 }
 
 func (d *Device) readBounced(p []byte, off int64) (int, error) {
-	buf := d.bounce.Get().([]byte)
-	defer d.bounce.Put(buf)
+	bp := d.bounce.Get().(*[]byte)
+	defer d.bounce.Put(bp)
+	buf := *bp
 	done := 0
 	for done < len(p) {
 		o := off + int64(done)

@@ -24,7 +24,7 @@ func TestDeviceDirectReads(t *testing.T) {
 		t.Skipf("the temporary directory's file system refuses O_DIRECT: %v", err)
 	}
 	d := &Device{f: f, name: p, size: int64(len(want)), direct: true}
-	d.bounce.New = func() any { return alignedBuf(1 << 20) }
+	d.bounce.New = func() any { b := alignedBuf(1 << 20); return &b }
 	defer d.Close()
 
 	r := rand.New(rand.NewPCG(7, 7))

@@ -75,6 +75,13 @@ type placeHost struct {
 // evenly over them (memory still packed tight), so that hosts keep headroom
 // for peaks the history did not show. The plan is deterministic: the same
 // input gives the same plan whatever the order of hosts.
+//
+// Place chooses hosts by fit under each group's goal, not by the Config's
+// scorers, which serve Rate. In series mode a host's Used, as the filters see
+// it, grows by each VM's sizing figure, so custom filters may see more CPU
+// in use than the series allow for. A VM whose group is not set may go to a
+// host of any group; when groups have different goals, each host is judged
+// by its own group's goal.
 func (p *Placer) Place(ctx context.Context, vms []*VM, hosts []*Host, opts *PlaceOptions) (*Plan, error) {
 	if !p.ready {
 		return nil, errNotNew

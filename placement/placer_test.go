@@ -32,17 +32,6 @@ func ids(rs []Rating) []string {
 	return out
 }
 
-func rating(t *testing.T, rs []Rating, id string) Rating {
-	t.Helper()
-	for _, r := range rs {
-		if r.Host.ID == id {
-			return r
-		}
-	}
-	t.Fatalf("no rating for %s", id)
-	return Rating{}
-}
-
 func TestRateGoals(t *testing.T) {
 	busy := host("busy", 32000, 64*GiB)
 	busy.Used = Vector{CPU: 24000, Memory: 48 * GiB}

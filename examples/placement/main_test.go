@@ -203,7 +203,9 @@ func TestPrepare(t *testing.T) {
 
 	// Duplicate IDs and a window shorter than a bucket are refused.
 	dup := func(yield func(history.Trace, error) bool) {
-		_ = yield(history.Trace{ID: "1"}, nil) && yield(history.Trace{ID: "1"}, nil)
+		if yield(history.Trace{ID: "1"}, nil) {
+			yield(history.Trace{ID: "1"}, nil)
+		}
 	}
 	_, err := Prepare(dup, Experiment{})
 	assert.ErrorContains(t, err, `two traces with ID "1"`)

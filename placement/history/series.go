@@ -7,7 +7,8 @@ import "time"
 // works on.
 //
 // Samples are in the resource's unit: CPU in percent of CPUCapacity (0–100),
-// memory in MiB used, disk in IOPS and MB/s, network in Mb/s. A missing
+// memory in MiB used, disk in IOPS and MB/s (10^6 bytes), network in Mb/s
+// (10^6 bits). A missing
 // sample is NaN. A resource that was not measured has a nil slice. All
 // non-nil slices have the same length.
 type Series struct {

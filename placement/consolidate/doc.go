@@ -1,0 +1,16 @@
+// Package consolidate plans the consolidation of physical machines into
+// VMs on fewer hosts, from the machines' measured use (their history).
+//
+// Plan turns each Machine (its CPU capacity and a history.Series of CPU
+// use in percent of it) into a placement.VM whose history carries the
+// demand over time, packs the VMs with a placement.Placer so that the summed
+// demand on a host stays below its CPU, less a Margin, at every interval
+// (correlation-aware packing: machines whose peaks do not coincide share a
+// host), and then replays the histories on the plan: the peak of each host,
+// the intervals in which a host would have been overloaded, and the energy
+// the used hosts would draw under a PowerModel.
+//
+// The power models include the HP ProLiant ML110 G4 and G5 servers of the
+// CloudSim PlanetLab experiments (Beloglazov & Buyya, CCPE 24(13), 2012),
+// both as their SPECpower tables and as linear approximations.
+package consolidate

@@ -20,13 +20,17 @@
 //     with reasons) through filter and scorer plugins under load-balancing or
 //     consolidation goals with hard reserves, place batches by vector bin
 //     packing (time-series aware), and rebalance host groups with migrations;
-//     [github.com/vmmkit/vmmkit/placement/history] reads utilization traces
+//     [github.com/vmmkit/vmmkit/placement/history] reads utilization traces:
+//     perfmon/typeperf CSV, PlanetLab, Bitbrains and a generic CSV
 //     (examples/placement replays a Bitbrains experiment).
+//
+//   - [github.com/vmmkit/vmmkit/placement/consolidate]: rank physical
+//     machines as consolidation candidates from their history and plan
+//     which hosts they fit on over time, with energy (examples/consolidate
+//     replays the PlanetLab reference setup).
 //
 // Planned:
 //
-//   - placement/consolidate: rank physical machines as consolidation
-//     candidates and plan where they fit.
 //   - discovery: find virtualization hosts in an Active Directory OU over
 //     LDAPS or StartTLS, with Kerberos, paging and incremental sync.
 //   - hostapi: the Driver contract for hypervisor hosts, with hostapi/sim (a

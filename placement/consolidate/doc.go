@@ -1,6 +1,12 @@
 // Package consolidate plans the consolidation of physical machines into
 // VMs on fewer hosts, from the machines' measured use (their history).
 //
+// Rank scores each Machine as a candidate, best first, with the reasons: the
+// tail of its use (95th and 99th percentiles, peak) and its burstiness count,
+// not only the mean, and machines that should stay physical (sustained high
+// CPU, disk or network, too large for the target host, too little history)
+// are listed last with why.
+//
 // Plan turns each Machine (its CPU capacity and a history.Series of CPU
 // use in percent of it) into a placement.VM whose history carries the
 // demand over time, packs the VMs with a placement.Placer so that the summed

@@ -44,3 +44,44 @@ func ExamplePlan() {
 	// h2: [db], peak 45 %
 	// 2 hosts (at least 2), 0 overloaded intervals, 0.95 kWh
 }
+
+// Rank the machines first, then plan only the ones worth consolidating.
+func Example_rankThenPlan() {
+	hourly := func(id string, pct ...float64) consolidate.Machine {
+		var cpu []float64
+		for range 6 { // a day in 4-hour samples, the same pattern each time
+			cpu = append(cpu, pct...)
+		}
+		return consolidate.Machine{ID: id, CPU: 4000, Memory: 4096,
+			Series: history.Series{ID: id, Interval: 4 * time.Hour, CPU: cpu}}
+	}
+	machines := []consolidate.Machine{
+		hourly("file", 5, 6, 5, 4),   // idle and steady
+		hourly("web", 10, 40, 15, 8), // light, with a daily peak
+		hourly("erp", 75, 80, 70, 85),
+	}
+	ranked, err := consolidate.Rank(context.Background(), machines, &consolidate.RankOptions{MinSamples: 12})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	var chosen []consolidate.Machine
+	for _, c := range ranked {
+		fmt.Printf("%s: consolidate %v, score %.2f\n", c.Machine.ID, c.Consolidate, c.Score)
+		if c.Consolidate {
+			chosen = append(chosen, *c.Machine)
+		}
+	}
+	hosts := []*placement.Host{{ID: "h1", Cores: 2, Capacity: placement.Vector{placement.CPU: 5320, placement.Memory: 16384}}}
+	res, err := consolidate.Plan(context.Background(), chosen, hosts, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Printf("%d host for %d machines, %d overloaded intervals\n", res.HostsUsed, len(chosen), res.OverloadedIntervals)
+	// Output:
+	// file: consolidate true, score 0.94
+	// web: consolidate true, score 0.61
+	// erp: consolidate false, score 0.16
+	// 1 host for 2 machines, 0 overloaded intervals
+}

@@ -16,7 +16,8 @@
 // 24(13):1397–1420, 2012).
 //
 // It prints the plan: each used host with its machines and peak, then the
-// totals; with -json, one JSON object instead.
+// totals, after the machines ranked as candidates; with -json, one JSON
+// object instead.
 package main
 
 import (
@@ -61,6 +62,10 @@ type Output struct {
 	OverloadedIntervals int       `json:"overloaded_intervals"`
 	Intervals           int       `json:"intervals"`
 	Unplaced            []string  `json:"unplaced,omitempty"`
+	// Ranked lists every machine as a consolidation candidate, best first
+	// (consolidate.Rank); the plan places all of them, as the reference
+	// setup does.
+	Ranked []RankOut `json:"ranked"`
 }
 
 // HostOut is a used host.
@@ -75,6 +80,14 @@ type VMOut struct {
 	ID   string  `json:"id"`
 	CPU  float64 `json:"cpu"` // capacity, MIPS
 	Host string  `json:"host"`
+}
+
+// RankOut is one machine's rank.
+type RankOut struct {
+	ID          string   `json:"id"`
+	Score       float64  `json:"score"`
+	Consolidate bool     `json:"consolidate"`
+	Reasons     []string `json:"reasons"`
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
@@ -126,6 +139,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		hosts[i] = &placement.Host{ID: fmt.Sprintf("host%04d", i+1), Cores: 2,
 			Capacity: placement.Vector{placement.CPU: hostMIPS, placement.Memory: 1 << 30}}
 	}
+	ranked, err := consolidate.Rank(context.Background(), machines, nil)
+	if err != nil {
+		return err
+	}
 	res, err := consolidate.Plan(context.Background(), machines, hosts, &consolidate.PlanOptions{Margin: *margin, Power: consolidate.ML110G5Spec})
 	if err != nil {
 		return err
@@ -141,11 +158,29 @@ func run(args []string, stdout, stderr io.Writer) error {
 	for _, u := range res.Unplaced {
 		out.Unplaced = append(out.Unplaced, u.ID+": "+u.Err.Error())
 	}
+	for _, c := range ranked {
+		out.Ranked = append(out.Ranked, RankOut{ID: c.Machine.ID, Score: c.Score, Consolidate: c.Consolidate, Reasons: c.Reasons})
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
 	}
+	fmt.Fprintln(stdout, "candidates, best first:")
+	for i, c := range out.Ranked {
+		if i == 5 && len(out.Ranked) > 8 {
+			fmt.Fprintf(stdout, "  ... %d more\n", len(out.Ranked)-6)
+			c = out.Ranked[len(out.Ranked)-1]
+		} else if i > 5 && len(out.Ranked) > 8 {
+			continue
+		}
+		verdict := "consolidate"
+		if !c.Consolidate {
+			verdict = "keep physical"
+		}
+		fmt.Fprintf(stdout, "  %-50s %.2f %-13s %s\n", c.ID, c.Score, verdict, strings.Join(c.Reasons, "; "))
+	}
+	fmt.Fprintln(stdout, "plan:")
 	cpu := map[string]float64{}
 	for _, m := range machines {
 		cpu[m.ID] = m.CPU

@@ -38,6 +38,12 @@ func TestSampleJSON(t *testing.T) {
 	}
 	assert.Equal(t, 0, o.OverloadedIntervals)
 	assert.Greater(t, o.EnergyKWh, 0.0)
+	require.Len(t, o.Ranked, 20, "every machine is ranked")
+	for i := 1; i < len(o.Ranked); i++ {
+		a, b := o.Ranked[i-1], o.Ranked[i]
+		assert.True(t, a.Consolidate && !b.Consolidate || a.Consolidate == b.Consolidate && a.Score >= b.Score, "rank order at %d", i)
+	}
+	assert.NotEmpty(t, o.Ranked[0].Reasons)
 	// The keys the brief names.
 	var raw map[string]any
 	require.NoError(t, json.Unmarshal(out.Bytes(), &raw))

@@ -283,6 +283,8 @@ func machineVMs(machines []Machine) ([]*placement.VM, [][]float64, time.Duration
 		}
 		if interval == 0 {
 			interval = m.Series.Interval
+		} else if m.Series.Interval != 0 && m.Series.Interval != interval {
+			return nil, nil, 0, fmt.Errorf("consolidate: machine %s is sampled every %v, machine %s every %v: histories must share one time line (resample them first)", m.ID, m.Series.Interval, first, interval)
 		}
 		d := make([]float64, n)
 		peak, known := 0.0, false

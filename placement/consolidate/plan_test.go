@@ -396,3 +396,13 @@ func BenchmarkPlanetLab(b *testing.B) {
 	fmt.Printf("ratio plan/lower %.3f\nratio plan/tsFF %.3f\nratio plan/FFDpeak %.3f\nratio plan/FFDp95 %.3f\n",
 		m(mean.Plan)/m(mean.Lower), float64(mean.Plan)/float64(mean.TSFF), float64(mean.Plan)/float64(mean.FFDPeak), float64(mean.Plan)/float64(mean.FFDP95))
 }
+
+func TestPlanRefusesMixedIntervals(t *testing.T) {
+	a := Machine{ID: "a", CPU: 1000, Series: history.Series{Interval: 5 * time.Minute, CPU: []float64{1, 2, 3}}}
+	b := Machine{ID: "b", CPU: 1000, Series: history.Series{Interval: time.Hour, CPU: []float64{1, 2, 3}}}
+	h := &placement.Host{ID: "h", Cores: 2, Capacity: placement.Vector{placement.CPU: 5320, placement.Memory: 1 << 20}}
+	_, err := Plan(context.Background(), []Machine{a, b}, []*placement.Host{h}, nil)
+	if err == nil || !strings.Contains(err.Error(), "share one time line") {
+		t.Fatalf("mixed intervals accepted: %v", err)
+	}
+}

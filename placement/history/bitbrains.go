@@ -184,6 +184,9 @@ func parseBitbrainsRow(text string) (Sample, int, error) {
 	if ts < 0 {
 		return Sample{}, 1, fmt.Errorf("negative timestamp %d", ts)
 	}
+	if ts > 1e11 { // past the year 5138: milliseconds, not seconds
+		return Sample{}, 1, fmt.Errorf("timestamp %d looks like milliseconds; the trace counts seconds", ts)
+	}
 	s.Time = time.Unix(ts, 0).UTC()
 	cores, err := strconv.Atoi(f[1])
 	if err != nil {

@@ -413,3 +413,13 @@ func FuzzReadBitbrains(f *testing.F) {
 		}
 	})
 }
+
+func TestReadBitbrainsRefusesMilliseconds(t *testing.T) {
+	for _, err := range ReadBitbrains(strings.NewReader("1372629804000;\t1;\t2000;\t100;\t5;\t1024;\t512;\t0;\t0;\t0;\t0\n")) {
+		if err == nil || !strings.Contains(err.Error(), "milliseconds") {
+			t.Fatalf("got %v", err)
+		}
+		return
+	}
+	t.Fatal("no row")
+}

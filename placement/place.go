@@ -132,6 +132,16 @@ func (p *Placer) Place(ctx context.Context, vms []*VM, hosts []*Host, opts *Plac
 	// series the batch is sized by one figure with its own margin, and the
 	// extra passes would cost time at fleet scale.)
 	if o.Strategy == BestFit && seriesLen > 0 && p.allConsolidate(hs) {
+		// Empty what hosts local search can, then spread CPU over the
+		// hosts left.
+		ia, iok, err := p.improve(ctx, state, assigned, seriesLen, custom)
+		if err != nil {
+			return nil, err
+		}
+		if iok {
+			assigned = ia
+			state = p.replay(hs, seriesLen, assigned)
+		}
 		a, miss, st, ok, err := p.balanced(ctx, order, hs, seriesLen, norm, state, assigned, unplaced, o, custom)
 		if err != nil {
 			return nil, err

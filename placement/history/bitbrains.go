@@ -1,11 +1,8 @@
 package history
 
 import (
-	"archive/tar"
 	"bufio"
-	"bytes"
 	"cmp"
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -41,7 +38,10 @@ type Sample struct {
 type Trace struct {
 	// ID names the VM: the trace's file name without ".csv" ("27" for
 	// 27.csv).
-	ID      string
+	ID string
+	// Path is the file the trace was read from (its name in the archive
+	// for ReadBitbrainsTar), for messages; "" when unknown.
+	Path    string
 	Samples []Sample // in file order
 }
 
@@ -264,8 +264,9 @@ func ReadBitbrainsDir(dir string) iter.Seq2[Trace, error] {
 		}
 		SortIDs(ids)
 		for _, id := range ids {
-			samples, err := ReadBitbrainsFile(filepath.Join(dir, id+".csv"))
-			if !yield(Trace{ID: id, Samples: samples}, err) {
+			name := filepath.Join(dir, id+".csv")
+			samples, err := ReadBitbrainsFile(name)
+			if !yield(Trace{ID: id, Path: name, Samples: samples}, err) {
 				return
 			}
 		}
@@ -274,39 +275,26 @@ func ReadBitbrainsDir(dir string) iter.Seq2[Trace, error] {
 
 // ReadBitbrainsTar reads the "*.csv" regular files of a tar archive,
 // gzip-compressed (as the published .tar.gz) or not, in archive order; the
-// ID is the file's base name without ".csv". A file that cannot be parsed
+// ID is the file's base name without ".csv". Folders, links and other
+// entries that are not regular files are skipped, and so are files whose
+// base name starts with "." (the "._27.csv" AppleDouble files macOS's tar
+// adds) and anything under a "__MACOSX" folder. A file that cannot be parsed
 // yields its Trace with the error and the sequence goes on if the caller
 // keeps iterating; an archive that cannot be read yields its error and
 // ends.
 func ReadBitbrainsTar(r io.Reader) iter.Seq2[Trace, error] {
 	return func(yield func(Trace, error) bool) {
-		br := bufio.NewReader(r)
-		var src io.Reader = br
-		if magic, _ := br.Peek(2); bytes.Equal(magic, []byte{0x1f, 0x8b}) {
-			zr, err := gzip.NewReader(br)
+		for e, err := range tarFiles(r) {
 			if err != nil {
 				yield(Trace{}, err)
 				return
 			}
-			defer zr.Close()
-			src = zr
-		}
-		tr := tar.NewReader(src)
-		for {
-			hdr, err := tr.Next()
-			if err == io.EOF {
-				return
-			}
-			if err != nil {
-				yield(Trace{}, err)
-				return
-			}
-			id, ok := strings.CutSuffix(path.Base(hdr.Name), ".csv")
-			if !ok || id == "" || hdr.Typeflag != tar.TypeReg {
+			id, ok := strings.CutSuffix(path.Base(e.Name), ".csv")
+			if !ok || id == "" {
 				continue
 			}
-			samples, err := collect(tr, hdr.Name)
-			if !yield(Trace{ID: id, Samples: samples}, err) {
+			samples, err := collect(e.Body, e.Name)
+			if !yield(Trace{ID: id, Path: e.Name, Samples: samples}, err) {
 				return
 			}
 		}

@@ -300,6 +300,12 @@ func TestReadBitbrainsTar(t *testing.T) {
 			got = append(got, tr)
 		}
 		slices.SortFunc(got, func(a, b Trace) int { return CompareIDs(a.ID, b.ID) })
+		require.Len(t, got, len(want))
+		for i := range got {
+			assert.Equal(t, "rnd/"+got[i].ID+".csv", got[i].Path)
+			assert.Equal(t, filepath.Join(sampleDir, want[i].ID+".csv"), want[i].Path)
+			got[i].Path = want[i].Path
+		}
 		assert.Equal(t, want, got, "compressed %v", compress)
 	}
 
@@ -333,6 +339,59 @@ func TestReadBitbrainsTar(t *testing.T) {
 	assert.Equal(t, []string{"1", "2"}, ids)
 	require.Len(t, errs, 1)
 	assert.Contains(t, errs[0].Error(), "x/1.csv: line 1, column 3")
+}
+
+// An archive made with macOS's tar holds a "._name" AppleDouble file (binary
+// metadata, not a trace) beside each file, and zip-style "__MACOSX" folders
+// may hold more; links and folders named like traces are not traces either.
+// Regression: "._27.csv" was read as the trace of VM "._27" and failed.
+func TestReadBitbrainsTarSkipsNonTraces(t *testing.T) {
+	appleDouble := "\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        \x00\x02"
+	for _, compress := range []bool{false, true} {
+		var buf bytes.Buffer
+		var w io.Writer = &buf
+		zw := gzip.NewWriter(&buf)
+		if compress {
+			w = zw
+		}
+		tw := tar.NewWriter(w)
+		for _, e := range []struct {
+			name, body string
+			typ        byte
+		}{
+			{"rnd/._27.csv", appleDouble, tar.TypeReg},
+			{"rnd/27.csv", rows, tar.TypeReg},
+			{"__MACOSX/rnd/._28.csv", appleDouble, tar.TypeReg},
+			{"__MACOSX/rnd/28.csv", appleDouble, tar.TypeReg},
+			{"rnd/.hidden.csv", "junk", tar.TypeReg},
+			{"rnd/dir.csv/", "", tar.TypeDir},
+			{"rnd/fifo.csv", "", tar.TypeFifo},
+			{"rnd/29.csv", header + rows, tar.TypeReg},
+		} {
+			hdr := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: 0o644, Size: int64(len(e.body))}
+			if e.typ != tar.TypeReg {
+				hdr.Size = 0
+			}
+			require.NoError(t, tw.WriteHeader(hdr))
+			if e.typ == tar.TypeReg {
+				_, err := tw.Write([]byte(e.body))
+				require.NoError(t, err)
+			}
+		}
+		// A symbolic link named like a trace.
+		require.NoError(t, tw.WriteHeader(&tar.Header{Name: "rnd/30.csv", Typeflag: tar.TypeSymlink, Linkname: "27.csv"}))
+		require.NoError(t, tw.Close())
+		if compress {
+			require.NoError(t, zw.Close())
+		}
+		var ids []string
+		for tr, err := range ReadBitbrainsTar(&buf) {
+			require.NoError(t, err, "compressed %v", compress)
+			assert.Len(t, tr.Samples, 2)
+			ids = append(ids, tr.ID)
+		}
+		assert.Equal(t, []string{"27", "29"}, ids, "compressed %v", compress)
+	}
 }
 
 func TestCompareIDs(t *testing.T) {

@@ -1,11 +1,8 @@
 package history
 
 import (
-	"archive/tar"
 	"bufio"
-	"bytes"
 	"cmp"
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -77,8 +74,10 @@ func truncate(s string) string {
 
 // ReadPlanetLabTar reads the regular files of a tar archive of PlanetLab
 // traces, gzip-compressed (as the published daily .tar.gz) or not, each as
-// one VM's trace (see ReadPlanetLab) with the file's base name as ID. Files
-// whose base name starts with "." are skipped. The traces come in file-name
+// one VM's trace (see ReadPlanetLab) with the file's base name as ID. Entries that
+// are not regular files, files whose base name starts with "." (hidden
+// files, macOS "._" AppleDouble files) and anything under a "__MACOSX"
+// folder are skipped. The traces come in file-name
 // order (by base name, then by path), whatever the archive's order, so that
 // the blocks of VM types CloudSim assigns by listing order are
 // reproducible. When a file's folder is named after its day ("20110303/…"),
@@ -95,42 +94,23 @@ func ReadPlanetLabTar(r io.Reader) iter.Seq2[Series, error] {
 			err  error
 		}
 		var all []entry
-		br := bufio.NewReader(r)
-		var src io.Reader = br
-		if magic, _ := br.Peek(2); bytes.Equal(magic, []byte{0x1f, 0x8b}) {
-			zr, err := gzip.NewReader(br)
+		for e, err := range tarFiles(r) {
 			if err != nil {
 				yield(Series{}, err)
 				return
 			}
-			defer zr.Close()
-			src = zr
-		}
-		tr := tar.NewReader(src)
-		for {
-			hdr, err := tr.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				yield(Series{}, err)
-				return
-			}
-			base := path.Base(hdr.Name)
-			if hdr.Typeflag != tar.TypeReg || base == "" || base == "." || base == "/" || strings.HasPrefix(base, ".") {
-				continue
-			}
-			s, err := ReadPlanetLab(tr, base)
+			base := path.Base(e.Name)
+			s, err := ReadPlanetLab(e.Body, base)
 			if err != nil {
 				var pe *ParseError
 				if errors.As(err, &pe) {
-					pe.Path = hdr.Name
+					pe.Path = e.Name
 				}
 			}
-			if day, err := time.Parse("20060102", path.Base(path.Dir(hdr.Name))); err == nil {
+			if day, err := time.Parse("20060102", path.Base(path.Dir(e.Name))); err == nil {
 				s.Start = day
 			}
-			all = append(all, entry{hdr.Name, s, err})
+			all = append(all, entry{e.Name, s, err})
 		}
 		slices.SortFunc(all, func(a, b entry) int {
 			return cmp.Or(strings.Compare(a.s.ID, b.s.ID), strings.Compare(a.name, b.name))

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -21,6 +20,9 @@ import (
 // that ends (or starts: the trace does not say) at Time. KB is the trace's
 // unit; it is taken to mean 1024 bytes.
 type Sample struct {
+	// Line is the sample's line in its file (1-based; the header is line
+	// 1), for messages about it.
+	Line                int
 	Time                time.Time // UTC, whole seconds
 	CPUCores            int       // virtual cores provisioned
 	CPUCapacityMHz      float64   // cores × per-core clock
@@ -95,19 +97,30 @@ func (e *ParseError) Unwrap() error { return e.Err }
 // ReadBitbrains reads one VM's trace in the format of the Bitbrains
 // traces (GWA-T-12): fields separated by ";" (the published files put a tab
 // after each), blank space around a field ignored, one optional header
-// line (a first line whose first field is not a number), then one row per
-// sample with 11 columns: timestamp in Unix seconds (the header says ms;
-// the values are seconds), CPU cores, CPU capacity provisioned (MHz), CPU
-// usage (MHz), CPU usage (%), memory provisioned (KB), memory usage (KB),
-// disk read and write (KB/s), network received and transmitted (KB/s).
-// Blank lines are skipped (the header is the first line that is not
-// blank); "\r\n" line ends are accepted.
+// line, then one row per sample with 11 columns: timestamp in Unix seconds
+// (the header says ms; the values are seconds), CPU cores, CPU capacity
+// provisioned (MHz), CPU usage (MHz), CPU usage (%), memory provisioned
+// (KB), memory usage (KB), disk read and write (KB/s), network received
+// and transmitted (KB/s). Blank lines are skipped; "\r\n" line ends are
+// accepted.
 //
-// It streams: one sample per row, in file order. A row with the wrong
-// number of columns, a field that is not a number (the timestamp and the
-// cores must be whole), or a value that is negative, NaN or infinite ends
-// the sequence with a *ParseError giving the line and column; so does a
-// failing reader or a line longer than 64 KiB.
+// The header is recognised by its column names, not guessed: the first
+// line that is not blank is a row when its first field is a number, and
+// otherwise must be the header, whose first name starts with "Timestamp"
+// and whose other names are those of the published files ("CPU cores",
+// "CPU capacity provisioned [MHZ]", … "Network transmitted throughput
+// [KB/s]"), compared regardless of case. A first line that is neither, or
+// a header with other names or another number of columns, is an error.
+//
+// It streams: one sample per row, in file order, with its line. A row with
+// the wrong number of columns, a field that is not a number (the timestamp
+// and the cores must be whole), or a value that is negative, NaN or
+// infinite ends the sequence with a *ParseError giving the line and
+// column; so does a failing reader or a line longer than 64 KiB.
+//
+// Rows are not checked against each other's columns here (the published
+// traces have rows with CPU use above the capacity): Sample.Check does
+// that, and BitbrainsSeries skips or refuses such rows.
 func ReadBitbrains(r io.Reader) iter.Seq2[Sample, error] {
 	return func(yield func(Sample, error) bool) {
 		sc := bufio.NewScanner(r)
@@ -120,20 +133,23 @@ func ReadBitbrains(r io.Reader) iter.Seq2[Sample, error] {
 			if strings.TrimSpace(text) == "" {
 				continue
 			}
-			if first && isHeader(text) {
+			if first {
 				first = false
-				if n := strings.Count(text, ";") + 1; n != len(bitbrainsColumns) {
-					yield(Sample{}, &ParseError{Line: line, Err: fmt.Errorf("header has %d columns, want %d", n, len(bitbrainsColumns))})
+				isHeader, col, err := bitbrainsHeader(text)
+				if err != nil {
+					yield(Sample{}, &ParseError{Line: line, Column: col, Err: err})
 					return
 				}
-				continue
+				if isHeader {
+					continue
+				}
 			}
-			first = false
 			s, col, err := parseBitbrainsRow(text)
 			if err != nil {
 				yield(Sample{}, &ParseError{Line: line, Column: col, Err: err})
 				return
 			}
+			s.Line = line
 			if !yield(s, nil) {
 				return
 			}
@@ -147,12 +163,28 @@ func ReadBitbrains(r io.Reader) iter.Seq2[Sample, error] {
 	}
 }
 
-// isHeader reports whether a first line is a header: its first field is
-// not a number.
-func isHeader(line string) bool {
-	first, _, _ := strings.Cut(line, ";")
-	_, err := strconv.ParseFloat(strings.TrimSpace(first), 64)
-	return err != nil
+// bitbrainsHeader tells the first line of a trace: a row (false) when
+// its first field is a number, the header (true) when its fields are the
+// header's names; otherwise an error with the 1-based column at fault (0
+// for the line as a whole).
+func bitbrainsHeader(line string) (bool, int, error) {
+	fields := strings.Split(line, ";")
+	first := strings.TrimSpace(fields[0])
+	if _, err := strconv.ParseFloat(first, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		return false, 0, nil
+	}
+	if !strings.HasPrefix(strings.ToLower(first), "timestamp") {
+		return false, 1, fmt.Errorf("%q is neither a timestamp nor the header's first column %q", truncate(first), "Timestamp [ms]")
+	}
+	if len(fields) != len(bitbrainsColumns) {
+		return false, 0, fmt.Errorf("header has %d columns, want %d", len(fields), len(bitbrainsColumns))
+	}
+	for i := 1; i < len(fields); i++ {
+		if name := strings.TrimSpace(fields[i]); !strings.EqualFold(name, bitbrainsColumns[i]) {
+			return false, i + 1, fmt.Errorf("header names the column %q", truncate(name))
+		}
+	}
+	return true, 0, nil
 }
 
 // parseBitbrainsRow parses one row; on error it returns the 1-based column
@@ -203,16 +235,11 @@ func parseBitbrainsRow(text string) (Sample, int, error) {
 	}
 	for i, p := range dst {
 		col := i + 3
-		x, err := strconv.ParseFloat(f[col-1], 64)
-		switch {
-		case err != nil && !errors.Is(err, strconv.ErrRange):
-			return Sample{}, col, fmt.Errorf("%q is not a number", f[col-1])
-		case math.IsNaN(x) || math.IsInf(x, 0):
-			return Sample{}, col, fmt.Errorf("%q is not a finite number", f[col-1])
-		case x < 0:
-			return Sample{}, col, fmt.Errorf("negative value %s", f[col-1])
+		x, err := parseNumber(f[col-1])
+		if err != nil {
+			return Sample{}, col, err
 		}
-		*p = x + 0 // no negative zero
+		*p = x
 	}
 	return s, 0, nil
 }

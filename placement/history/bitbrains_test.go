@@ -28,6 +28,16 @@ const header = "Timestamp [ms];\tCPU cores;\tCPU capacity provisioned [MHZ];\tCP
 const rows = "1372629804;\t8;\t20799.994872;\t74.533314958;\t0.35833333333333334;\t2.097152E7;\t83884.8;\t0.0;\t0.8;\t0.0;\t1.0\n" +
 	"1372630104;\t8;\t20799.994872;\t5000.5;\t24.04;\t2.097152E7;\t1048576;\t12.5;\t3.25;\t7;\t9.5\n"
 
+// withoutLines returns the samples with Line cleared, to compare what
+// different layouts of the same rows read.
+func withoutLines(s []Sample) []Sample {
+	s = slices.Clone(s)
+	for i := range s {
+		s[i].Line = 0
+	}
+	return s
+}
+
 func readAll(t *testing.T, r io.Reader) ([]Sample, error) {
 	t.Helper()
 	var out []Sample
@@ -45,6 +55,7 @@ func TestReadBitbrains(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, got, 2)
 	assert.Equal(t, Sample{
+		Line:                2,
 		Time:                time.Date(2013, 6, 30, 22, 3, 24, 0, time.UTC),
 		CPUCores:            8,
 		CPUCapacityMHz:      20799.994872,
@@ -56,6 +67,7 @@ func TestReadBitbrains(t *testing.T) {
 		NetTxKBps:           1,
 	}, got[0])
 	assert.Equal(t, Sample{
+		Line:                3,
 		Time:                time.Unix(1372630104, 0).UTC(),
 		CPUCores:            8,
 		CPUCapacityMHz:      20799.994872,
@@ -90,7 +102,7 @@ func TestReadBitbrainsLayout(t *testing.T) {
 			}
 			got, err := readAll(t, r)
 			require.NoError(t, err)
-			assert.Equal(t, want, got)
+			assert.Equal(t, withoutLines(want), withoutLines(got))
 		})
 	}
 	got, err := readAll(t, strings.NewReader(""))
@@ -99,6 +111,22 @@ func TestReadBitbrainsLayout(t *testing.T) {
 	got, err = readAll(t, strings.NewReader(header))
 	require.NoError(t, err)
 	assert.Empty(t, got)
+}
+
+// The header is recognised by its names, regardless of case and of the
+// unit the first column states.
+func TestReadBitbrainsHeaderNames(t *testing.T) {
+	for name, h := range map[string]string{
+		"published":  header,
+		"lower case": strings.ToLower(header),
+		"seconds":    strings.Replace(header, "Timestamp [ms]", "timestamp [s]", 1),
+		"bare":       strings.Replace(header, "Timestamp [ms]", "Timestamp", 1),
+	} {
+		got, err := readAll(t, strings.NewReader(h+rows))
+		require.NoError(t, err, name)
+		assert.Len(t, got, 2, name)
+		assert.Equal(t, 2, got[0].Line, name)
+	}
 }
 
 func TestReadBitbrainsStopsWhenAsked(t *testing.T) {
@@ -142,6 +170,11 @@ func TestReadBitbrainsErrors(t *testing.T) {
 		{"too few columns", header + "1372629804;\t8;\t1.0\n", 2, 4, "3 columns, want 11", 0},
 		{"too many columns", header + strings.TrimSuffix(good, "\n") + ";\t1\n", 2, 12, "more than 11 columns", 0},
 		{"header columns", "Timestamp;\tCPU cores\n" + good, 1, 0, "header has 2 columns, want 11", 0},
+		// Regression: a first line whose first field was not a number was
+		// taken for the header and dropped, whatever it held.
+		{"garbage first row", "x" + good + good, 1, 1, `"x1372629804" is neither a timestamp nor the header's first column`, 0},
+		{"header misnamed", strings.Replace(header, "Memory usage [KB]", "Memory free [KB]", 1) + good, 1, 7, `header names the column "Memory free [KB]"`, 0},
+		{"header reordered", strings.Replace(strings.Replace(header, "Disk read", "DISK_X", 1), "Disk write", "Disk read", 1) + good, 1, 8, `"DISK_X throughput [KB/s]"`, 0},
 		{"long line", header + strings.Repeat("1", maxLine+1) + "\n", 2, 0, "longer than", 0},
 	}
 	for _, c := range cases {
@@ -425,6 +458,9 @@ func FuzzReadBitbrains(f *testing.F) {
 	f.Add(header + "1372629804;\t-1;\t0;\t0;\t0;\t0;\t0;\t0;\t0;\t0;\t0\n")
 	f.Add("1372629804;\t1;\tNaN;\t0;\t0;\t0;\t0;\t0;\t0;\t0;\t0\r\n")
 	f.Add("0;0;0;0;0;0;0;0;0;0;0\n\n0;0;1e-400;0x1p3;0;0;0;0;0;0;0")
+	f.Add("x" + rows)
+	f.Add(strings.ToUpper(header) + rows)
+	f.Add("timestamp;a;b;c;d;e;f;g;h;i;j\n" + rows)
 	f.Fuzz(func(t *testing.T, in string) {
 		var got []Sample
 		var err error
@@ -467,7 +503,7 @@ func FuzzReadBitbrains(f *testing.F) {
 		if len(got) == 0 {
 			got = nil
 		}
-		if !slices.Equal(got, again) {
+		if !slices.Equal(withoutLines(got), withoutLines(again)) {
 			t.Fatalf("read back %+v, want %+v", again, got)
 		}
 	})

@@ -208,21 +208,33 @@ func parseGenericTime(f string) (time.Time, error) {
 	return t.UTC(), nil
 }
 
-// parseValue parses a sample: blank is missing (NaN); otherwise it must
-// be a finite, non-negative number.
+// parseValue parses a sample of the CSV readers: blank is missing (NaN);
+// otherwise see parseNumber.
 func parseValue(f string) (float64, error) {
-	f = strings.TrimSpace(f)
-	if f == "" {
+	if strings.TrimSpace(f) == "" {
 		return math.NaN(), nil
 	}
+	return parseNumber(f)
+}
+
+// errNegative marks the error of parseNumber for a negative number, which
+// some readers count and skip instead of failing.
+var errNegative = errors.New("negative value")
+
+// parseNumber parses a measured value, for every reader: a number (space
+// around it ignored) that is finite and not negative; an error says which
+// of these it is not, and wraps errNegative for a negative number. A
+// negative zero becomes zero.
+func parseNumber(f string) (float64, error) {
+	f = strings.TrimSpace(f)
 	x, err := strconv.ParseFloat(f, 64)
 	switch {
 	case err != nil && !errors.Is(err, strconv.ErrRange):
-		return 0, fmt.Errorf("%q is not a number", f)
+		return 0, fmt.Errorf("%q is not a number", truncate(f))
 	case math.IsNaN(x) || math.IsInf(x, 0):
-		return 0, fmt.Errorf("%q is not a finite number", f)
+		return 0, fmt.Errorf("%q is not a finite number", truncate(f))
 	case x < 0:
-		return 0, fmt.Errorf("negative value %s", f)
+		return 0, fmt.Errorf("%w %s", errNegative, truncate(f))
 	}
 	return x + 0, nil // no negative zero
 }

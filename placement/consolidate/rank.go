@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vmmkit/vmmkit/placement/history"
 )
 
 // RankOptions tunes Rank. The zero value (or a nil *RankOptions) means the
@@ -89,8 +91,9 @@ type CandidateStats struct {
 	CPU, Memory, DiskIOPS, DiskMBps, Network ResourceStats
 }
 
-// ResourceStats summarises one resource's samples. Percentiles are by
-// nearest rank. All fields are zero when there is no sample.
+// ResourceStats summarises one resource's samples. Percentiles are
+// history.Percentile's: by the nearest rank, so each is a measured sample.
+// All fields are zero when there is no sample.
 type ResourceStats struct {
 	Samples int // non-NaN samples
 	Mean    float64
@@ -139,8 +142,10 @@ const (
 // at 5 %: the spikes are what would collide with its neighbours.
 //
 // Samples must not be negative or infinite (NaN marks a gap and is
-// skipped), capacities not negative, and IDs must be non-empty and
-// distinct; otherwise Rank returns an error. An empty list gives an empty
+// skipped), CPU samples not above 100 (a utilisation above the capacity is
+// a data error, not a busy machine: clean or clamp the series first),
+// capacities not negative, and IDs must be non-empty and distinct;
+// otherwise Rank returns an error naming the machine and the sample. An empty list gives an empty
 // result. Rank returns ctx.Err() when ctx is done.
 func Rank(ctx context.Context, machines []Machine, opts *RankOptions) ([]Candidate, error) {
 	if err := ctx.Err(); err != nil {
@@ -231,17 +236,18 @@ func rankMachine(m *Machine, o *RankOptions) (Candidate, error) {
 	c := Candidate{Machine: m, Consolidate: true}
 	var err error
 	for _, r := range []struct {
-		name string
-		xs   []float64
-		dst  *ResourceStats
+		name  string
+		xs    []float64
+		limit float64
+		dst   *ResourceStats
 	}{
-		{"CPU", s.CPU, &c.Stats.CPU},
-		{"memory", s.Memory, &c.Stats.Memory},
-		{"disk IOPS", s.DiskIOPS, &c.Stats.DiskIOPS},
-		{"disk MB/s", s.DiskMBps, &c.Stats.DiskMBps},
-		{"network", s.Network, &c.Stats.Network},
+		{"CPU", s.CPU, 100, &c.Stats.CPU},
+		{"memory", s.Memory, math.Inf(1), &c.Stats.Memory},
+		{"disk IOPS", s.DiskIOPS, math.Inf(1), &c.Stats.DiskIOPS},
+		{"disk MB/s", s.DiskMBps, math.Inf(1), &c.Stats.DiskMBps},
+		{"network", s.Network, math.Inf(1), &c.Stats.Network},
 	} {
-		if *r.dst, err = rankStats(r.xs); err != nil {
+		if *r.dst, err = rankStats(r.xs, r.limit); err != nil {
 			return c, fmt.Errorf("%s %w", r.name, err)
 		}
 	}
@@ -371,9 +377,9 @@ func rankScore(cpu ResourceStats, ioLoad, size float64) float64 {
 	return min(1, max(0, score))
 }
 
-// rankStats summarises xs, skipping NaN; a negative or infinite sample is
-// an error.
-func rankStats(xs []float64) (ResourceStats, error) {
+// rankStats summarises xs, skipping NaN; a negative or infinite sample,
+// or one above limit (100 for CPU in percent), is an error.
+func rankStats(xs []float64, limit float64) (ResourceStats, error) {
 	vals := make([]float64, 0, len(xs))
 	for i, x := range xs {
 		switch {
@@ -381,6 +387,8 @@ func rankStats(xs []float64) (ResourceStats, error) {
 			continue
 		case math.IsInf(x, 0) || x < 0:
 			return ResourceStats{}, fmt.Errorf("sample %d is %v", i, x)
+		case x > limit:
+			return ResourceStats{}, fmt.Errorf("sample %d is %v %%, above %v %%: more than the machine's capacity", i, x, limit)
 		}
 		vals = append(vals, x)
 	}
@@ -398,15 +406,12 @@ func rankStats(xs []float64) (ResourceStats, error) {
 	for _, x := range vals {
 		ss += (x - mean) * (x - mean)
 	}
-	at := func(q float64) float64 {
-		return vals[max(0, int(math.Ceil(q*float64(n)))-1)]
-	}
 	st := ResourceStats{
 		Samples: n,
 		Mean:    mean,
-		P50:     at(0.50),
-		P95:     at(0.95),
-		P99:     at(0.99),
+		P50:     history.PercentileSorted(vals, 50),
+		P95:     history.PercentileSorted(vals, 95),
+		P99:     history.PercentileSorted(vals, 99),
 		Peak:    vals[n-1],
 		Stddev:  math.Sqrt(ss / float64(n)),
 	}

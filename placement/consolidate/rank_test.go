@@ -147,7 +147,7 @@ func TestRankStats(t *testing.T) {
 		xs[i] = float64(i + 1)
 	}
 	xs = append(xs, math.NaN())
-	st, err := rankStats(xs)
+	st, err := rankStats(xs, math.Inf(1))
 	require.NoError(t, err)
 	assert.Equal(t, 100, st.Samples)
 	assert.Equal(t, 50.5, st.Mean)
@@ -158,13 +158,25 @@ func TestRankStats(t *testing.T) {
 	assert.InDelta(t, 100/50.5, st.PeakToMean, 1e-12)
 	assert.InDelta(t, math.Sqrt((100*100-1)/12.0), st.Stddev, 1e-9)
 
-	st, err = rankStats([]float64{0, 0, math.NaN()})
+	st, err = rankStats([]float64{0, 0, math.NaN()}, 100)
 	require.NoError(t, err)
 	assert.Equal(t, ResourceStats{Samples: 2, PeakToMean: 1}, st)
 
-	st, err = rankStats(nil)
+	st, err = rankStats(nil, 100)
 	require.NoError(t, err)
 	assert.Equal(t, ResourceStats{}, st)
+
+	// The percentiles are history.Percentile's, one definition for the
+	// module.
+	odd := []float64{3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3, 2, 3, 8, 4, 6}
+	st, err = rankStats(odd, 100)
+	require.NoError(t, err)
+	for _, q := range []struct {
+		got float64
+		p   float64
+	}{{st.P50, 50}, {st.P95, 95}, {st.P99, 99}} {
+		assert.Equal(t, history.Percentile(odd, q.p), q.got, "p%v", q.p)
+	}
 }
 
 func TestRankScore(t *testing.T) {
@@ -286,6 +298,20 @@ func TestRankBadInput(t *testing.T) {
 	neg.Series.CPU[7] = -1
 	_, err = Rank(ctx, []Machine{neg}, nil)
 	require.ErrorContains(t, err, `machine "neg": CPU sample 7 is -1`)
+
+	// Regression: a CPU sample above 100 % (more than the machine has, a
+	// data error such as the Bitbrains rows above their capacity) was
+	// ranked as a busy machine while Plan would size on it; it is refused,
+	// naming the machine and the sample.
+	over := rankMachineOf("over", rankConst(rankWeek, 1))
+	over.Series.CPU[12] = 103.5
+	_, err = Rank(ctx, []Machine{rankMachineOf("ok", rankConst(rankWeek, 100)), over}, nil)
+	require.ErrorContains(t, err, `machine "over": CPU sample 12 is 103.5 %, above 100 %`)
+	// Only CPU is a percentage: other resources may be large.
+	big := rankMachineOf("big", rankConst(rankWeek, 1))
+	big.Series.Memory = rankConst(rankWeek, 1e6)
+	_, err = Rank(ctx, []Machine{big}, nil)
+	require.NoError(t, err)
 
 	inf := rankMachineOf("inf", rankConst(rankWeek, 1))
 	inf.Series.Network = rankConst(rankWeek, math.Inf(1))

@@ -107,12 +107,17 @@ func FillGaps(x []float64, maxGap int) (filled []float64, gaps int) {
 }
 
 // Percentile returns the p-th percentile (0 ≤ p ≤ 100) of the numbers in
-// x, NaN left out, by linear interpolation between the two nearest ranks:
-// with the n numbers sorted as v₀ ≤ … ≤ vₙ₋₁ and h = (n−1)·p/100, it is
-// v⌊h⌋ + (h−⌊h⌋)·(v⌊h⌋₊₁ − v⌊h⌋) (the "R-7" definition of Excel's
-// PERCENTILE.INC and NumPy's default). So p = 0 is the minimum, 100 the
-// maximum and 50 the median. It returns NaN when x has no number or p is
-// outside [0, 100] or NaN. x is not modified.
+// x, NaN left out, by the nearest rank: with the n numbers sorted as
+// v₁ ≤ … ≤ vₙ, it is vₖ with k = ⌈p·n/100⌉ (k = 1 for p = 0), the smallest
+// of the numbers with at least p % of them at or below it. So it is always
+// one of the numbers (a use that was measured, never one between two
+// samples), p = 0 is the minimum, 100 the maximum, and 50 the lower median
+// of an even count.
+//
+// This is the one percentile definition of this module's sizing and
+// consolidation code (consolidate.Rank's statistics use it too). It
+// returns NaN when x has no number or p is outside [0, 100] or NaN. x is
+// not modified.
 func Percentile(x []float64, p float64) float64 {
 	if !(p >= 0 && p <= 100) {
 		return math.NaN()
@@ -123,16 +128,23 @@ func Percentile(x []float64, p float64) float64 {
 			v = append(v, a)
 		}
 	}
-	if len(v) == 0 {
+	slices.Sort(v)
+	return PercentileSorted(v, p)
+}
+
+// PercentileSorted is Percentile of numbers already sorted in ascending
+// order without NaN (as slices.Sort leaves them), for taking several
+// percentiles of one sort. It returns NaN when sorted is empty or p is
+// outside [0, 100] or NaN.
+func PercentileSorted(sorted []float64, p float64) float64 {
+	n := len(sorted)
+	if n == 0 || !(p >= 0 && p <= 100) {
 		return math.NaN()
 	}
-	slices.Sort(v)
-	h := float64(len(v)-1) * p / 100
-	lo := int(math.Floor(h))
-	if lo >= len(v)-1 {
-		return v[len(v)-1]
-	}
-	return v[lo] + (h-float64(lo))*(v[lo+1]-v[lo])
+	// p·n first: exact for the whole percentages and counts of practice,
+	// where p/100·n may round up past a whole number (0.07·100 = 7.000…01).
+	k := int(math.Ceil(p * float64(n) / 100))
+	return sorted[min(max(k, 1), n)-1]
 }
 
 // PeakToMean returns the largest number in x divided by their mean, NaN

@@ -110,13 +110,14 @@ func TestPercentile(t *testing.T) {
 	}{
 		{x, 0, 15},
 		{x, 100, 50},
-		{x, 50, 35},
-		{x, 40, 29},     // h = 4·0.4 = 1.6: 20 + 0.6·15
-		{x, 90, 46},     // h = 3.6: 40 + 0.6·10
-		{x, 25, 20},     // h = 1
-		{x, 12.5, 17.5}, // h = 0.5
+		{x, 50, 35},   // k = ⌈2.5⌉ = 3
+		{x, 40, 20},   // k = 2: exactly 40 % at or below
+		{x, 41, 35},   // k = ⌈2.05⌉ = 3
+		{x, 90, 50},   // k = ⌈4.5⌉ = 5
+		{x, 20, 15},   // k = 1
+		{x, 12.5, 15}, // k = ⌈0.625⌉ = 1
 		{[]float64{7}, 95, 7},
-		{[]float64{1, 2}, 50, 1.5},
+		{[]float64{1, 2}, 50, 1}, // lower median
 		{nil, 50, nan},
 		{[]float64{nan}, 50, nan},
 		{x, -1, nan},
@@ -127,56 +128,33 @@ func TestPercentile(t *testing.T) {
 		if math.IsNaN(tc.want) {
 			assert.True(t, math.IsNaN(got), "Percentile(%v, %v) = %v", tc.x, tc.p, got)
 		} else {
-			assert.InDelta(t, tc.want, got, 1e-9, "Percentile(%v, %v)", tc.x, tc.p)
+			assert.Equal(t, tc.want, got, "Percentile(%v, %v)", tc.x, tc.p)
 		}
 	}
 	assertFloatsNaN(t, []float64{50, nan, 15, 40, 20, 35}, x, "input unchanged")
 }
 
-func TestPeakToMean(t *testing.T) {
-	for _, tc := range []struct {
-		x    []float64
-		want float64
-	}{
-		{[]float64{1, 2, 3, nan, 6}, 2}, // mean 3
-		{[]float64{5, 5}, 1},
-		{[]float64{0, 0, 4}, 3},
-		{[]float64{0, 0}, nan},
-		{[]float64{nan}, nan},
-		{nil, nan},
-	} {
-		got := PeakToMean(tc.x)
-		if math.IsNaN(tc.want) {
-			assert.True(t, math.IsNaN(got), "PeakToMean(%v) = %v", tc.x, got)
-		} else {
-			assert.InDelta(t, tc.want, got, 1e-9, "PeakToMean(%v)", tc.x)
-		}
+// Regression: Percentile interpolated between ranks while
+// consolidate's Rank and Plan and the placement experiment took the
+// nearest rank, so one history had two different "p95"s. Now every
+// percentile is a measured sample, and the nearest rank of whole
+// percentages is exact (no ⌈0.07·100⌉ = 8).
+func TestPercentileNearestRank(t *testing.T) {
+	x := make([]float64, 100)
+	for i := range x {
+		x[i] = float64(i + 1) // 1 … 100
 	}
-}
-
-func TestDailyProfile(t *testing.T) {
-	cpu := func(s *Series) []float64 { return s.CPU }
-	// Samples at 12h, 18h, 0h, 6h, 12h, 18h, 0h, 6h.
-	s := Series{Start: t0, Interval: 6 * time.Hour, CPU: []float64{1, 2, 3, 4, 5, 6, 7, 8}}
-	assertFloatsNaN(t, []float64{5, 6, 3, 4}, DailyProfile(s, cpu))
-	s.CPU[6] = nan
-	assertFloatsNaN(t, []float64{3, 6, 3, 4}, DailyProfile(s, cpu))
-
-	// Off the grid: 01:30 and 07:30 fall in the buckets of 00:00 and 06:00.
-	s = Series{Start: time.Date(2026, 3, 1, 1, 30, 0, 0, time.UTC), Interval: 6 * time.Hour, CPU: []float64{10, 20}}
-	assertFloatsNaN(t, []float64{10, 20, nan, nan}, DailyProfile(s, cpu))
-
-	// The clock of Start's location: local midnight is bucket 0.
-	s = Series{Start: time.Date(2026, 3, 1, 0, 0, 0, 0, time.FixedZone("X", 2*3600)), Interval: 12 * time.Hour, CPU: []float64{1, 2, 3}}
-	assertFloatsNaN(t, []float64{2, 2}, DailyProfile(s, cpu))
-
-	// Five-minute samples: 288 buckets.
-	s = Series{Start: t0, Interval: 5 * time.Minute, CPU: []float64{9}}
-	p := DailyProfile(s, cpu)
-	assert.Len(t, p, 288)
-	assert.Equal(t, 9.0, p[144])
-
-	assert.Nil(t, DailyProfile(Series{Start: t0, Interval: 7 * time.Hour, CPU: []float64{1}}, cpu))
-	assert.Nil(t, DailyProfile(Series{Start: t0, Interval: 0, CPU: []float64{1}}, cpu))
-	assert.Nil(t, DailyProfile(Series{Start: t0, Interval: time.Hour}, cpu), "not measured")
+	for p := 1; p <= 100; p++ {
+		assert.Equal(t, float64(p), Percentile(x, float64(p)), "p%d of 1…100", p)
+	}
+	x20 := make([]float64, 20)
+	for i := range x20 {
+		x20[i] = float64(i * 10)
+	}
+	got := Percentile(x20, 95)
+	assert.Equal(t, 180.0, got, "p95 of 20 samples is the 19th, not between the 19th and 20th")
+	assert.True(t, slices.Contains(x20, Percentile(x20, 99)), "a measured value")
+	assert.Equal(t, 180.0, PercentileSorted(x20, 95))
+	assert.True(t, math.IsNaN(PercentileSorted(nil, 50)))
+	assert.True(t, math.IsNaN(PercentileSorted(x20, 101)))
 }

@@ -16,11 +16,17 @@ import (
 // order of the Series fields they fill.
 var genericColumns = [...]string{"cpu_percent", "memory_mib", "disk_iops", "disk_mbps", "network_mbps"}
 
-// maxSlots bounds the length of a Series a reader builds, so that a file
-// with a few far-apart timestamps cannot make it allocate without bound:
-// 4 Mi samples are eight years at one minute. A variable so that fuzz
-// tests can lower it.
-var maxSlots = 1 << 22
+// MaxSeriesSamples is the most samples a Series built by this package
+// (ReadCSV, ReadPerfmon, Resample, BitbrainsSeries) may have, gaps
+// included: 4 Mi samples, eight years at one minute, 32 MiB per resource.
+// A longer result is an error, so that a file of a few far-apart
+// timestamps (two rows of a machine one second apart and a third ten years
+// later) cannot make a reader allocate without bound.
+const MaxSeriesSamples = 1 << 22
+
+// maxSlots is MaxSeriesSamples, a variable so that fuzz tests can lower
+// it.
+var maxSlots = MaxSeriesSamples
 
 // ReadCSV reads the use of many machines from a generic CSV file and
 // returns one Series per machine, ordered by ID as CompareIDs orders them.
@@ -51,7 +57,8 @@ var maxSlots = 1 << 22
 // spacing that is not a multiple ("mixed intervals"), two rows with the
 // same id and time, or a machine with a single row (its interval cannot
 // be inferred) is an error naming the machine. So is a series longer than
-// 4,194,304 samples.
+// MaxSeriesSamples (a gap counts as the samples it misses), so that memory
+// stays bounded whatever the timestamps.
 //
 // Every error is a *ParseError with the line (1-based, the header is
 // line 1); an error about a field names its column in the message.
@@ -303,7 +310,7 @@ func grid(times []time.Time, jitter bool) (iv time.Duration, slots []int, bad in
 			return 0, nil, i + 1, fmt.Errorf("spacing %v is not a multiple of the interval %v (mixed intervals)", di, iv)
 		}
 		if k >= time.Duration(maxSlots-slots[i]) {
-			return 0, nil, i + 1, fmt.Errorf("series would be longer than %d samples", maxSlots)
+			return 0, nil, i + 1, fmt.Errorf("a gap of %v at an interval of %v: the series would be longer than %d samples (MaxSeriesSamples)", di, iv, maxSlots)
 		}
 		slots[i+1] = slots[i] + int(k)
 	}

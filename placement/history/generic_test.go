@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -155,4 +156,41 @@ func FuzzReadCSV(f *testing.F) {
 			checkSeries(t, []Series{s})
 		}
 	})
+}
+
+// allocated returns the bytes f allocates.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// Sparse timestamps must not make the reader allocate for the gap: two
+// rows ten years apart are a series of two samples, and a third row that
+// sets a one-second interval with a ten-year gap is refused (it would be
+// 315 million samples) before anything is allocated for it.
+func TestReadCSVHugeGapBounded(t *testing.T) {
+	var ss []Series
+	var err error
+	n := allocated(func() {
+		ss, err = ReadCSV(strings.NewReader("time,id,cpu_percent\n2016-01-01T00:00:00Z,a,1\n2026-01-01T00:00:00Z,a,2\n"))
+	})
+	require.NoError(t, err)
+	require.Len(t, ss, 1)
+	assert.Equal(t, 2, ss[0].Len())
+	assert.Less(t, n, uint64(1<<20))
+
+	n = allocated(func() {
+		ss, err = ReadCSV(strings.NewReader("time,id,cpu_percent\n2016-01-01T00:00:00Z,a,1\n2016-01-01T00:00:01Z,a,1\n2026-01-01T00:00:00Z,a,2\n"))
+	})
+	var pe *ParseError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, 4, pe.Line)
+	assert.ErrorContains(t, err, `machine "a": a gap of 87671h59m59s at an interval of 1s`)
+	assert.ErrorContains(t, err, "longer than 4194304 samples (MaxSeriesSamples)")
+	assert.Nil(t, ss)
+	assert.Less(t, n, uint64(1<<20))
 }

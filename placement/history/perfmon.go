@@ -107,7 +107,7 @@ func ReadPerfmon(r io.Reader) ([]Series, error) {
 // be read or that is not after the previous row's, a value that is not a
 // number, negative, NaN or infinite, CPU above 100, available memory
 // above the given total, fewer than two rows, or a series longer than
-// 4,194,304 samples.
+// MaxSeriesSamples (a gap counts as the samples it misses).
 func ReadPerfmonMemory(r io.Reader, memoryMiB map[string]float64) ([]Series, error) {
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1

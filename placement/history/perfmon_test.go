@@ -211,3 +211,18 @@ func checkSeries(t *testing.T, ss []Series) {
 		}
 	}
 }
+
+// As ReadCSV: a log with a ten-year hole is refused, not allocated.
+func TestReadPerfmonHugeGapBounded(t *testing.T) {
+	in := pdhHeader + pdhRow("10:00:00.000", "1", "2") + pdhRow("10:00:01.000", "1", "2") +
+		`"03/01/2036 10:00:00.000","1","2"` + "\n"
+	var ss []Series
+	var err error
+	n := allocated(func() { ss, err = ReadPerfmon(strings.NewReader(in)) })
+	var pe *ParseError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, 4, pe.Line)
+	assert.ErrorContains(t, err, "MaxSeriesSamples")
+	assert.Nil(t, ss)
+	assert.Less(t, n, uint64(1<<20))
+}

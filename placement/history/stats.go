@@ -1,6 +1,7 @@
 package history
 
 import (
+	"fmt"
 	"math"
 	"math/bits"
 	"slices"
@@ -17,33 +18,32 @@ import (
 // ⌊(Len−1)·s.Interval / interval⌋ + 1 samples (none when s has none); it
 // keeps Start, ID and the capacities, and has nil slices where s has.
 //
-// It panics if interval is not positive, if s has samples and its
-// Interval is not positive, or if the result would have more than 2³¹−1
-// samples.
-func Resample(s Series, interval time.Duration) Series {
+// It returns an error, and allocates nothing, if interval is not
+// positive, if s has samples and its Interval is not positive, or if the
+// result would have more than MaxSeriesSamples samples.
+func Resample(s Series, interval time.Duration) (Series, error) {
 	if interval <= 0 {
-		panic("history: Resample: interval must be positive")
+		return Series{}, fmt.Errorf("history: Resample %q: interval %v is not positive", s.ID, interval)
 	}
 	n := s.Len()
 	if n > 0 && s.Interval <= 0 {
-		panic("history: Resample: series interval must be positive")
+		return Series{}, fmt.Errorf("history: Resample %q: the series' interval %v is not positive", s.ID, s.Interval)
 	}
 	out := s
 	out.Interval = interval
 	if n == 0 {
-		return out
+		return out, nil
 	}
 	// Exact integer arithmetic: j·s.Interval may overflow 64 bits.
 	bucket := func(j int) int {
 		hi, lo := bits.Mul64(uint64(j), uint64(s.Interval))
-		if hi >= uint64(interval) {
-			panic("history: Resample: too many buckets")
-		}
-		q, _ := bits.Div64(hi, lo, uint64(interval))
-		if q > math.MaxInt32 {
-			panic("history: Resample: too many buckets")
-		}
+		q, _ := bits.Div64(hi, lo, uint64(interval)) // hi < interval: checked below for j = n−1
 		return int(q)
+	}
+	if hi, lo := bits.Mul64(uint64(n-1), uint64(s.Interval)); hi >= uint64(interval) {
+		return Series{}, fmt.Errorf("history: Resample %q: %d samples at %v make more than %d at %v (MaxSeriesSamples)", s.ID, n, s.Interval, maxSlots, interval)
+	} else if q, _ := bits.Div64(hi, lo, uint64(interval)); q >= uint64(maxSlots) {
+		return Series{}, fmt.Errorf("history: Resample %q: %d samples at %v make %d at %v, more than %d (MaxSeriesSamples)", s.ID, n, s.Interval, q+1, interval, maxSlots)
 	}
 	m := bucket(n-1) + 1
 	do := func(x []float64) []float64 {
@@ -70,7 +70,7 @@ func Resample(s Series, interval time.Duration) Series {
 	}
 	out.CPU, out.Memory = do(s.CPU), do(s.Memory)
 	out.DiskIOPS, out.DiskMBps, out.Network = do(s.DiskIOPS), do(s.DiskMBps), do(s.Network)
-	return out
+	return out, nil
 }
 
 // FillGaps returns a copy of x in which every gap (a maximal run of NaN)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 var nan = math.NaN()
@@ -45,7 +46,8 @@ func TestResample(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := Series{ID: "x", Start: t0, Interval: tc.from, CPUCapacity: 2, MemoryCapacity: 3, CPU: tc.in, Network: slices.Clone(tc.in)}
-			got := Resample(s, tc.to)
+			got, err := Resample(s, tc.to)
+			require.NoError(t, err)
 			assert.Equal(t, "x", got.ID)
 			assert.Equal(t, t0, got.Start)
 			assert.Equal(t, tc.to, got.Interval)
@@ -61,15 +63,46 @@ func TestResample(t *testing.T) {
 }
 
 func TestResampleEdges(t *testing.T) {
-	got := Resample(Series{ID: "e", Start: t0}, time.Minute)
+	got, err := Resample(Series{ID: "e", Start: t0}, time.Minute)
+	require.NoError(t, err)
 	assert.Equal(t, 0, got.Len())
 	assert.Equal(t, time.Minute, got.Interval)
-	assert.Panics(t, func() { Resample(Series{Interval: time.Minute, CPU: []float64{1}}, 0) })
-	assert.Panics(t, func() { Resample(Series{CPU: []float64{1}}, time.Minute) })
-	assert.Panics(t, func() { Resample(Series{Interval: time.Hour, CPU: make([]float64, 100)}, time.Nanosecond) })
 	in := []float64{1, 2}
-	Resample(Series{Interval: time.Minute, CPU: in}, 2*time.Minute)
+	_, err = Resample(Series{Interval: time.Minute, CPU: in}, 2*time.Minute)
+	require.NoError(t, err)
 	assert.Equal(t, []float64{1, 2}, in, "input unchanged")
+}
+
+// Regression: Resample panicked on bad intervals, and on a huge result it
+// allocated up to 2³¹ buckets (32 GiB) before anything stopped it. Now each
+// is an error naming the series, and the result is bounded by
+// MaxSeriesSamples before anything is allocated.
+func TestResampleRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		s    Series
+		to   time.Duration
+		msg  string
+	}{
+		{"zero interval", Series{ID: "a", Interval: time.Minute, CPU: []float64{1}}, 0, `"a": interval 0s is not positive`},
+		{"negative interval", Series{ID: "a", Interval: time.Minute, CPU: []float64{1}}, -time.Second, "not positive"},
+		{"series without interval", Series{ID: "b", CPU: []float64{1}}, time.Minute, `"b": the series' interval 0s is not positive`},
+		{"too many buckets", Series{ID: "c", Interval: time.Hour, CPU: make([]float64, 100)}, time.Nanosecond, "MaxSeriesSamples"},
+		{"just too many", Series{ID: "d", Interval: time.Minute, CPU: make([]float64, 2)}, time.Minute / MaxSeriesSamples, "MaxSeriesSamples"},
+		{"overflow", Series{ID: "e", Interval: math.MaxInt64, CPU: make([]float64, 3)}, time.Nanosecond, "MaxSeriesSamples"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got Series
+			var err error
+			require.NotPanics(t, func() { got, err = Resample(tc.s, tc.to) })
+			require.ErrorContains(t, err, tc.msg)
+			assert.Equal(t, 0, got.Len())
+		})
+	}
+	// At the limit it still works.
+	got, err := Resample(Series{Interval: MaxSeriesSamples - 1, CPU: []float64{1, 2}}, 1)
+	require.NoError(t, err)
+	assert.Equal(t, MaxSeriesSamples, got.Len())
 }
 
 func TestFillGaps(t *testing.T) {

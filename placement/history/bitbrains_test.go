@@ -460,7 +460,10 @@ func FuzzReadBitbrains(f *testing.F) {
 	f.Add("0;0;0;0;0;0;0;0;0;0;0\n\n0;0;1e-400;0x1p3;0;0;0;0;0;0;0")
 	f.Add("x" + rows)
 	f.Add(strings.ToUpper(header) + rows)
+	f.Add(header + "1372629804;\t1;\t2000;\t2100;\t105;\t1024;\t2048;\t0;\t0;\t0;\t0\n" + rows)
 	f.Add("timestamp;a;b;c;d;e;f;g;h;i;j\n" + rows)
+	defer func(n int) { maxSlots = n }(maxSlots)
+	maxSlots = 1 << 16
 	f.Fuzz(func(t *testing.T, in string) {
 		var got []Sample
 		var err error
@@ -489,6 +492,24 @@ func FuzzReadBitbrains(f *testing.F) {
 			}
 			if s.CPUCores < 0 || s.Time.Unix() < 0 {
 				t.Fatalf("accepted %+v", s)
+			}
+		}
+		// What is read converts to a series of utilisations within the
+		// capacity, the inconsistent rows counted.
+		if len(got) > 0 {
+			var w Warnings
+			s, err := BitbrainsSeries(Trace{ID: "f", Samples: got}, got[0].Time.Truncate(time.Minute), time.Minute, 0, &w)
+			if err == nil {
+				if w.Count > len(got) || len(w.First) > min(w.Count, MaxWarnings) {
+					t.Fatalf("warnings %+v of %d rows", w, len(got))
+				}
+				for _, v := range s.CPU {
+					if !math.IsNaN(v) && (v < 0 || v > 100) {
+						t.Fatalf("CPU %v %% from %+v", v, got)
+					}
+				}
+			} else if !strings.Contains(err.Error(), "MaxSeriesSamples") {
+				t.Fatalf("BitbrainsSeries: %v", err)
 			}
 		}
 		var b strings.Builder

@@ -14,13 +14,21 @@
 //     five-minute samples per VM (ReadPlanetLab, ReadPlanetLabTar);
 //   - Bitbrains GWA-T-12 traces, one CSV file per VM with CPU, memory, disk
 //     and network (ReadBitbrains, ReadBitbrainsFile, ReadBitbrainsDir,
-//     ReadBitbrainsTar), turned into fixed buckets by Buckets;
+//     ReadBitbrainsTar), turned into a Series by BitbrainsSeries (rows
+//     that fail Sample.Check skipped and counted in Warnings, or refused)
+//     or into fixed buckets by Buckets;
 //   - a documented generic CSV of many machines (ReadCSV).
 //
-// Tar archives are read directly, gzip-compressed or not. Malformed input is
-// an error naming the file, line and column (*ParseError), never a silently
-// wrong number.
+// Tar archives are read directly, gzip-compressed or not; entries that are
+// not regular files, hidden files and macOS AppleDouble ("._name") files
+// are skipped. Malformed input is an error naming the file, line and
+// column (*ParseError), never a silently wrong number. Input that is
+// well-formed but inconsistent (a Bitbrains row above its capacity, a
+// negative perfmon rate) is an error too, unless the caller passes a
+// *Warnings: then it is left out (NaN) and counted. No series is longer
+// than MaxSeriesSamples, whatever the timestamps.
 //
-// Resample, FillGaps, Percentile, PeakToMean and DailyProfile compute what
-// sizing and ranking need.
+// Resample, Align, FillGaps, Percentile, PeakToMean and DailyProfile
+// compute what sizing and ranking need. Percentiles are by the nearest
+// rank (see Percentile), the one definition of the module.
 package history

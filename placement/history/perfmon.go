@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -85,8 +86,9 @@ func ReadPerfmon(r io.Reader) ([]Series, error) {
 //	                                       summed over the interfaces, or
 //	                                       the "_Total" instance if present
 //
-// and ignores the other counters (their values must still be blank or
-// non-negative numbers), as well as per-disk and per-processor instances. A network
+// and ignores the other counters, as well as per-disk and per-processor
+// instances; their values are checked all the same (blank or non-negative
+// numbers), so that a log that is wrong somewhere is not half read. A network
 // sample is NaN if any interface's is. A host with none of the counters
 // above gives no Series; a log where no host has any is an error.
 //
@@ -109,6 +111,18 @@ func ReadPerfmon(r io.Reader) ([]Series, error) {
 // above the given total, fewer than two rows, or a series longer than
 // MaxSeriesSamples (a gap counts as the samples it misses).
 func ReadPerfmonMemory(r io.Reader, memoryMiB map[string]float64) ([]Series, error) {
+	return ReadPerfmonWarnings(r, memoryMiB, nil)
+}
+
+// ReadPerfmonWarnings is ReadPerfmonMemory that, when w is not nil, skips
+// the values a counter cannot have instead of failing: a negative value
+// (of any counter: Windows computes rates from raw counters, and a counter
+// that wraps or resets gives a negative rate), CPU above 100 %, or more
+// memory available than the host's total. Each such value is counted in w
+// with its line and column and is missing (NaN) in the Series. Values that
+// are not numbers, NaN or infinite are errors still. With w nil it is
+// ReadPerfmonMemory.
+func ReadPerfmonWarnings(r io.Reader, memoryMiB map[string]float64, w *Warnings) ([]Series, error) {
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1
 	header, err := cr.Read()
@@ -214,16 +228,22 @@ func ReadPerfmonMemory(r io.Reader, memoryMiB map[string]float64) ([]Series, err
 		lines = append(lines, line)
 		for i := 1; i < len(rec); i++ {
 			x, err := parseValue(rec[i])
+			impossible := errors.Is(err, errNegative)
 			if err == nil && kindOf[i] == pdhCPU && x > 100 {
-				err = fmt.Errorf("CPU %s%% above 100%%", strings.TrimSpace(rec[i]))
+				err, impossible = fmt.Errorf("CPU %s%% above 100%%", strings.TrimSpace(rec[i])), true
 			}
 			if err == nil && kindOf[i] == pdhAvailable {
 				if c := memCapacity(memoryMiB, hostOf[i].name); c > 0 && x > c {
-					err = fmt.Errorf("%s MiB available, more than the %v MiB of the host", strings.TrimSpace(rec[i]), c)
+					err, impossible = fmt.Errorf("%s MiB available, more than the %v MiB of the host", strings.TrimSpace(rec[i]), c), true
 				}
 			}
 			if err != nil {
-				return nil, fieldError(line, i, header[i], err)
+				err = fieldError(line, i, header[i], err)
+				if !impossible || w == nil {
+					return nil, err
+				}
+				w.add(err)
+				x = math.NaN()
 			}
 			if vals[i] != nil {
 				vals[i] = append(vals[i], x)

@@ -170,10 +170,25 @@ func FuzzReadPerfmon(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte(pdhHeader + pdhRow("10:00:00.000", "1", "2") + pdhRow("10:00:10.000", " ", "")))
+	f.Add([]byte(pdhHeader + pdhRow("10:00:00.000", "-1", "2") + pdhRow("10:00:10.000", "101", "-5") + pdhRow("10:00:20.000", "3", "4")))
 	defer func(n int) { maxSlots = n }(maxSlots)
 	maxSlots = 1 << 16
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// With warnings: impossible values skipped and counted.
+		var w Warnings
+		ws, werr := ReadPerfmonWarnings(strings.NewReader(string(b)), map[string]float64{"H": 1000}, &w)
+		if werr == nil {
+			checkSeries(t, ws)
+		} else if ws != nil {
+			t.Fatalf("series with error %v", werr)
+		}
+		if len(w.First) > min(w.Count, MaxWarnings) {
+			t.Fatalf("warnings %+v", w)
+		}
 		ss, err := ReadPerfmonMemory(strings.NewReader(string(b)), map[string]float64{"H": 1000})
+		if err == nil && (werr != nil || w.Count > 0) {
+			t.Fatalf("strict read accepts what the lenient one refuses or skips: %v, %+v", werr, w)
+		}
 		if err != nil {
 			var pe *ParseError
 			if !errors.As(err, &pe) {
@@ -225,4 +240,48 @@ func TestReadPerfmonHugeGapBounded(t *testing.T) {
 	assert.ErrorContains(t, err, "MaxSeriesSamples")
 	assert.Nil(t, ss)
 	assert.Less(t, n, uint64(1<<20))
+}
+
+// Regression: a negative rate (a counter that wrapped or reset) or
+// another impossible value failed the whole log, with no way to keep the
+// rest. ReadPerfmon still refuses them; ReadPerfmonWarnings leaves them
+// out (NaN), counts them and says where, used counters and ignored alike.
+// Values that are not numbers stay errors.
+func TestReadPerfmonWarnings(t *testing.T) {
+	head := `"(PDH-CSV 4.0) (UTC)(0)","\\H\Processor(_Total)\% Processor Time","\\H\Memory\Available MBytes","\\H\PhysicalDisk(_Total)\Disk Bytes/sec","\\H\Network Interface(eth0)\Bytes Total/sec","\\H\Memory\Pages/sec"` + "\n"
+	in := head +
+		`"03/01/2026 10:00:00","10","500","1000000","125000","1"` + "\n" +
+		`"03/01/2026 10:00:10","20","-1","-2000000","125000","1"` + "\n" + // line 3
+		`"03/01/2026 10:00:20","100.5","1500","1000000","-125000","-3"` + "\n" + // line 4
+		`"03/01/2026 10:00:30","30","400","1000000","125000","1"` + "\n"
+	mem := map[string]float64{"H": 1000}
+
+	_, err := ReadPerfmonMemory(strings.NewReader(in), mem)
+	require.ErrorContains(t, err, `line 3: column 3 (\\H\Memory\Available MBytes): negative value -1`)
+
+	var w Warnings
+	ss, err := ReadPerfmonWarnings(strings.NewReader(in), mem, &w)
+	require.NoError(t, err)
+	require.Len(t, ss, 1)
+	s := ss[0]
+	assertFloatsNaN(t, []float64{10, 20, nan, 30}, s.CPU)
+	assertFloatsNaN(t, []float64{500, nan, nan, 600}, s.Memory) // 1000 − available
+	assertFloatsNaN(t, []float64{1, nan, 1, 1}, s.DiskMBps)
+	assertFloatsNaN(t, []float64{1, 1, nan, 1}, s.Network)
+	assert.Equal(t, 6, w.Count)
+	var where []string
+	for _, e := range w.First {
+		var pe *ParseError
+		require.ErrorAs(t, e, &pe)
+		where = append(where, strings.SplitN(e.Error(), " (", 2)[0])
+	}
+	assert.Equal(t, []string{
+		"history: line 3: column 3", "history: line 3: column 4",
+		"history: line 4: column 2", "history: line 4: column 3", "history: line 4: column 5", "history: line 4: column 6",
+	}, where)
+
+	// Not a number is an error whatever w.
+	bad := head + `"03/01/2026 10:00:00","10","x","1","1","1"` + "\n" + `"03/01/2026 10:00:10","10","1","1","1","1"` + "\n"
+	_, err = ReadPerfmonWarnings(strings.NewReader(bad), mem, &Warnings{})
+	require.ErrorContains(t, err, `line 2: column 3 (\\H\Memory\Available MBytes): "x" is not a number`)
 }

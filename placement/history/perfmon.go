@@ -40,7 +40,6 @@ type pdhHost struct {
 	cols      [pdhNetwork]int // by kind-1 for the single-column kinds; -1 if absent
 	net       []int           // Bytes Total/sec of each interface
 	netTotal  int             // of a "_Total" interface instance, -1 if absent
-	available []float64       // Available MBytes per row
 }
 
 // ReadPerfmon reads a Windows performance log in the CSV form typeperf

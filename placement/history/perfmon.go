@@ -36,10 +36,10 @@ var pdhCounters = map[string]struct {
 
 // A pdhHost is the columns (0-based, in the record) of one host's counters.
 type pdhHost struct {
-	name      string
-	cols      [pdhNetwork]int // by kind-1 for the single-column kinds; -1 if absent
-	net       []int           // Bytes Total/sec of each interface
-	netTotal  int             // of a "_Total" interface instance, -1 if absent
+	name     string
+	cols     [pdhNetwork]int // by kind-1 for the single-column kinds; -1 if absent
+	net      []int           // Bytes Total/sec of each interface
+	netTotal int             // of a "_Total" interface instance, -1 if absent
 }
 
 // ReadPerfmon reads a Windows performance log in the CSV form typeperf

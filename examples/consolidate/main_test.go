@@ -300,7 +300,6 @@ func TestBadInput(t *testing.T) {
 	assert.Equal(t, 0, code)
 }
 
-
 func TestSampleText(t *testing.T) {
 	var out, errOut bytes.Buffer
 	require.NoError(t, run(nil, &out, &errOut))

@@ -31,6 +31,12 @@ type PlaceOptions struct {
 	// IgnoreSeries packs by the sizing figure (Config.Sizing) even when
 	// the VMs' histories have time series.
 	IgnoreSeries bool
+	// NoImprove keeps the greedy pass's plan: best fit in series mode
+	// then neither searches for hosts to empty nor spreads CPU over the
+	// hosts used. For small batches placed often onto hosts in use, such
+	// as the VMs one round of dynamic consolidation moves, where the
+	// extra passes cost more than they find.
+	NoImprove bool
 }
 
 // An Assignment puts a VM on a host.
@@ -131,7 +137,7 @@ func (p *Placer) Place(ctx context.Context, vms []*VM, hosts []*Host, opts *Plac
 	// host count and spreading CPU over those hosts costs no host. (Without
 	// series the batch is sized by one figure with its own margin, and the
 	// extra passes would cost time at fleet scale.)
-	if o.Strategy == BestFit && seriesLen > 0 && p.allConsolidate(hs) {
+	if o.Strategy == BestFit && seriesLen > 0 && !o.NoImprove && p.allConsolidate(hs) {
 		// Empty what hosts local search can, then spread CPU over the
 		// hosts left.
 		ia, iok, err := p.improve(ctx, state, assigned, seriesLen, custom)

@@ -16,6 +16,15 @@
 // the intervals in which a host would have been overloaded, and the energy
 // the used hosts would draw under a PowerModel.
 //
+// Simulate replays the histories as VMs on a data centre of SimHosts with a
+// dynamic consolidation Policy: after each sample the policy may migrate
+// VMs, and the replay counts energy, the time hosts were overloaded
+// (SLATAH), the performance lost to migrations (PDM) and the migrations, as
+// the CloudSim experiments of Beloglazov & Buyya do. Two policies come with
+// the package: LRMMT, their LR-MMT (local regression, minimum migration
+// time) as the baseline, and Dynamic, which packs with a placement.Placer
+// against scenarios replayed from the VMs' recent joint changes.
+//
 // The power models include the HP ProLiant ML110 G4 and G5 servers of the
 // CloudSim PlanetLab experiments (Beloglazov & Buyya, CCPE 24(13), 2012),
 // both as their SPECpower tables and as linear approximations.

@@ -2,17 +2,16 @@ package placement
 
 import (
 	"context"
-	"math"
 	"slices"
 )
 
 // The improvement phase of Place in series mode: after greedy packing, it
 // tries again and again to empty one more host, by moving the host's VMs
 // where they overload the others least, then moving and swapping VMs out of
-// the most overloaded host (tabu search on the summed CPU overload over
-// time) until no host is overloaded. A host is given up when the search
-// stalls; the plan keeps every host it emptied. The search is
-// deterministic and bounded (improveBudget, improveVictims, repairIters).
+// overloaded hosts (tabu search on the summed CPU overload over time, in
+// improve_search.go) until no host is overloaded. A host is given up when
+// the search stalls; the plan keeps every host it emptied. The search is
+// deterministic and bounded (improveBudget, improveVictims, searchIters).
 
 // impItem is a VM of the batch the improvement may move.
 type impItem struct {
@@ -20,6 +19,7 @@ type impItem struct {
 	ser   []float64 // CPU demand over time
 	other Vector    // demand in the other resources (CPU zero)
 	w     float64   // weight: what the pool tries to decrease
+	pk    float64   // the highest value of ser
 	bin   int       // the bin it is on, -1 in the pool
 }
 
@@ -42,8 +42,13 @@ type improver struct {
 	work  int // fit checks left
 }
 
-// improveBudget bounds the improvement's work, in series samples read.
-const improveBudget = 40_000_000_000
+// improveBudget bounds the improvement's work, in series samples read per
+// sample of the batch's series (VMs × series length), and
+// improveBudgetMax in all.
+const (
+	improveBudget    = 10_000
+	improveBudgetMax = 20_000_000_000
+)
 
 // improve returns assigned with fewer hosts in use, when it finds how, and
 // ok. It leaves plans with constraints, volumes, custom filters or hosts of
@@ -56,7 +61,7 @@ func (p *Placer) improve(ctx context.Context, state []placeHost, assigned []Assi
 	for i := range state {
 		index[state[i].h] = i
 	}
-	im := &improver{n: seriesLen, work: improveBudget / seriesLen}
+	im := &improver{n: seriesLen, work: int(min(float64(improveBudget)*float64(len(assigned))*float64(seriesLen), improveBudgetMax))}
 	binOf := map[int]int{}
 	core := -1.0
 	for i := range state {
@@ -109,8 +114,8 @@ func (p *Placer) improve(ctx context.Context, state []placeHost, assigned []Assi
 			it.w += x * b.inv[CPU]
 		}
 		it.w /= float64(seriesLen)
-		pk := slices.Max(it.ser) * b.inv[CPU]
-		it.w += pk
+		it.pk = slices.Max(it.ser)
+		it.w += it.pk * b.inv[CPU]
 		b.items = append(b.items, len(im.items))
 		b.free = b.free.Sub(it.other)
 		for t, x := range it.ser {
@@ -123,7 +128,11 @@ func (p *Placer) improve(ctx context.Context, state []placeHost, assigned []Assi
 		if err := ctx.Err(); err != nil {
 			return nil, false, err
 		}
-		if !im.emptyOne() {
+		ok, err := im.emptyOne(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		if !ok {
 			break
 		}
 		emptied++
@@ -165,7 +174,7 @@ func (im *improver) restore(s impSnap) {
 
 // emptyOne empties one bin, lightest first, and removes it; it reports
 // whether it did.
-func (im *improver) emptyOne() bool {
+func (im *improver) emptyOne(ctx context.Context) (bool, error) {
 	var order []int
 	weight := make([]float64, len(im.bins))
 	for b := range im.bins {
@@ -188,17 +197,21 @@ func (im *improver) emptyOne() bool {
 	})
 	for vi, victim := range order {
 		if vi >= improveVictims {
-			return false
+			return false, nil
 		}
 		if im.work <= 0 {
-			return false
+			return false, nil
 		}
 		snap := im.save()
 		pool := slices.Clone(im.bins[victim].items)
 		for _, k := range pool {
 			im.take(k)
 		}
-		if im.repair(victim, pool) {
+		ok, err := im.repair(ctx, victim, pool)
+		if err != nil {
+			return false, err
+		}
+		if ok {
 			// Drop the bin: move the last into its place.
 			last := len(im.bins) - 1
 			if victim != last {
@@ -208,11 +221,11 @@ func (im *improver) emptyOne() bool {
 				}
 			}
 			im.bins = im.bins[:last]
-			return true
+			return true, nil
 		}
 		im.restore(snap)
 	}
-	return false
+	return false, nil
 }
 
 func (im *improver) take(k int) {
@@ -322,11 +335,10 @@ func over(load, add, sub []float64, cap float64) float64 {
 }
 
 // repair puts the pool's items on the bins other than skip where they
-// overload least, then moves and swaps items out of overloaded bins while
-// that lowers the overload (or, for a while, keeps it, with the moves
-// just undone forbidden); it reports whether no bin is overloaded at the
-// end.
-func (im *improver) repair(skip int, pool []int) bool {
+// overload least, then searches for moves and swaps that bring the
+// overload to zero (search); it reports whether no bin is overloaded at
+// the end.
+func (im *improver) repair(ctx context.Context, skip int, pool []int) (bool, error) {
 	slices.SortStableFunc(pool, func(a, b int) int {
 		wa, wb := im.items[a].w, im.items[b].w
 		if wa != wb {
@@ -355,154 +367,14 @@ func (im *improver) repair(skip int, pool []int) bool {
 			}
 		}
 		if best < 0 {
-			return false
+			return false, nil
 		}
 		im.put(k, best)
 		ov[best] += bestD
 	}
-	tabu := map[[2]int]int{} // item, bin: the iteration until which it may not go back
-	total := func() float64 {
-		s := 0.0
-		for bi := range im.bins {
-			if bi != skip {
-				s += ov[bi]
-			}
-		}
-		return s
-	}
-	bestTotal, bestIter := math.Inf(1), 0
-	for iter := 0; iter < repairIters; iter++ {
-		tot := total()
-		if tot == 0 {
-			return true
-		}
-		if tot < bestTotal*(1-1e-9) {
-			bestTotal, bestIter = tot, iter
-		} else if iter-bestIter > repairStall {
-			return false
-		}
-		// Moves out of the most overloaded bin only.
-		worst := -1
-		for a := range im.bins {
-			if a != skip && ov[a] > 0 && (worst < 0 || ov[a] > ov[worst]) {
-				worst = a
-			}
-		}
-		if im.work <= 0 {
-			return false
-		}
-		// The best move out of an overloaded bin.
-		type move struct {
-			k, from, to, j int // j: the item swapped back, or -1
-			d, da, db      float64
-		}
-		best := move{k: -1}
-		for a := range im.bins {
-			if a != worst {
-				continue
-			}
-			ba := &im.bins[a]
-			for _, k := range ba.items {
-				it := &im.items[k]
-				oa := over(ba.load, nil, it.ser, ba.cap)
-				for b := range im.bins {
-					if b == a || b == skip {
-						continue
-					}
-					bb := &im.bins[b]
-					if tabu[[2]int{k, b}] <= iter && im.allowed(k, bb) {
-						lim := math.Inf(1)
-						if best.k >= 0 {
-							lim = best.d - (oa - ov[a]) + ov[b]
-						}
-						ob := overLim(bb.load, it.ser, nil, bb.cap, lim)
-						d := oa - ov[a] + ob - ov[b]
-						if best.k < 0 || d < best.d {
-							best = move{k, a, b, -1, d, oa - ov[a], ob - ov[b]}
-						}
-					}
-					im.work -= len(bb.items)
-					for _, j := range bb.items {
-						if tabu[[2]int{k, b}] > iter && tabu[[2]int{j, a}] > iter {
-							continue
-						}
-						jt := &im.items[j]
-						if !im.allowed(k, bb, j) || !im.allowed(j, ba, k) {
-							continue
-						}
-						lim := math.Inf(1)
-						if best.k >= 0 {
-							lim = best.d + ov[a] + ov[b]
-						}
-						ob := overLim(bb.load, it.ser, jt.ser, bb.cap, lim)
-						if !(ob < lim) {
-							continue
-						}
-						oa2 := overLim(ba.load, jt.ser, it.ser, ba.cap, lim-ob)
-						d := oa2 - ov[a] + ob - ov[b]
-						if best.k < 0 || d < best.d {
-							best = move{k, a, b, j, d, oa2 - ov[a], ob - ov[b]}
-						}
-					}
-				}
-			}
-		}
-		if best.k < 0 {
-			return false
-		}
-		im.take(best.k)
-		if best.j >= 0 {
-			im.take(best.j)
-			im.put(best.j, best.from)
-			tabu[[2]int{best.j, best.to}] = iter + repairTenure
-		}
-		im.put(best.k, best.to)
-		tabu[[2]int{best.k, best.from}] = iter + repairTenure
-		ov[best.from] = over(im.bins[best.from].load, nil, nil, im.bins[best.from].cap)
-		ov[best.to] = over(im.bins[best.to].load, nil, nil, im.bins[best.to].cap)
-	}
-	return total() == 0
+	return im.search(ctx, skip)
 }
 
-// over2 is over with one series added and one taken off.
-func over2(load, add, sub []float64, cap float64) float64 {
-	o := 0.0
-	for t, x := range load {
-		if y := x + add[t] - sub[t]; y > cap {
-			o += y - cap
-		}
-	}
-	return o
-}
-
-const (
-	improveVictims = 3
-	repairIters    = 300
-	repairStall    = 40
-	repairTenure   = 10
-)
-
-// overLim is over that may stop once the overload exceeds lim.
-func overLim(load, add, sub []float64, cap, lim float64) float64 {
-	o := 0.0
-	if sub == nil {
-		for t, x := range load {
-			if y := x + add[t]; y > cap {
-				o += y - cap
-				if o > lim {
-					return o
-				}
-			}
-		}
-		return o
-	}
-	for t, x := range load {
-		if y := x + add[t] - sub[t]; y > cap {
-			o += y - cap
-			if o > lim {
-				return o
-			}
-		}
-	}
-	return o
-}
+// improveVictims is how many hosts, lightest first, emptyOne tries to
+// empty before it gives up.
+const improveVictims = 3

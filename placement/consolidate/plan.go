@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vmmkit/vmmkit/placement"
+	"github.com/vmmkit/vmmkit/placement/history"
 )
 
 // A PowerModel gives a host's power draw at a CPU utilisation.
@@ -130,8 +131,9 @@ type Result struct {
 	// model or an interval.
 	EnergyKWh float64
 	// LowerBound is the fewest hosts any plan needs without overload: the
-	// fewest of the given hosts (largest first) whose CPU capacity covers
-	// the highest total demand over time.
+	// fewest of the given hosts (most room first) whose room covers the
+	// highest total demand over time, a host's room being its CPU less its
+	// reserve or the Margin and less the least it uses itself.
 	LowerBound int
 	// Unplaced lists the machines no host can take, in the order given.
 	Unplaced []Unplaced
@@ -197,7 +199,7 @@ func Plan(ctx context.Context, machines []Machine, hosts []*placement.Host, opts
 		n = len(demand[0])
 	}
 	res.Intervals = n
-	res.LowerBound = lowerBound(demand, hosts, n)
+	res.LowerBound = lowerBound(demand, hs, n)
 	for _, u := range plan.Unplaced {
 		res.Unplaced = append(res.Unplaced, Unplaced{ID: u.VM.ID, Err: u.Err})
 	}
@@ -236,6 +238,14 @@ func Plan(ctx context.Context, machines []Machine, hosts []*placement.Host, opts
 				sum += demand[k][t]
 			}
 			util := sum / capa
+			if capa == 0 {
+				// A host without CPU that runs VMs: overloaded by
+				// any demand, never a NaN.
+				util = 0
+				if sum > 0 {
+					util = math.Inf(1)
+				}
+			}
 			u.Peak = max(u.Peak, util)
 			// Place checks the same sums in another order: a rounding
 			// error is not an overload.
@@ -314,7 +324,7 @@ func machineVMs(machines []Machine) ([]*placement.VM, [][]float64, time.Duration
 		slices.Sort(sorted)
 		prof := &placement.Profile{Series: series}
 		prof.Mean[placement.CPU] = sum / float64(n)
-		prof.P95[placement.CPU] = percentile(sorted, 0.95)
+		prof.P95[placement.CPU] = history.PercentileSorted(sorted, 95)
 		prof.Peak[placement.CPU] = peak
 		vms[i] = &placement.VM{ID: m.ID, Memory: m.Memory, History: prof}
 		demand[i] = d
@@ -322,17 +332,11 @@ func machineVMs(machines []Machine) ([]*placement.VM, [][]float64, time.Duration
 	return vms, demand, interval, nil
 }
 
-// percentile returns the q-quantile of sorted values, by the nearest rank.
-func percentile(sorted []float64, q float64) float64 {
-	if len(sorted) == 0 {
-		return 0
-	}
-	k := int(math.Ceil(q*float64(len(sorted)))) - 1
-	return sorted[min(max(k, 0), len(sorted)-1)]
-}
-
-// lowerBound returns the fewest hosts, largest CPU first, whose capacity
-// covers the highest total demand at any interval.
+// lowerBound returns the fewest hosts, most room first, whose room
+// covers the highest total demand at any interval. A host's room is its CPU
+// less its reserve (the Margin included) less the least it uses itself over
+// the history (Used, or the lowest of UsedSeries): the most it could give
+// the machines at any interval, so that the count is a true lower bound.
 func lowerBound(demand [][]float64, hosts []*placement.Host, n int) int {
 	need := 0.0
 	for t := range n {
@@ -345,17 +349,25 @@ func lowerBound(demand [][]float64, hosts []*placement.Host, n int) int {
 	if need == 0 {
 		return 0
 	}
-	caps := make([]float64, 0, len(hosts))
+	rooms := make([]float64, 0, len(hosts))
 	for _, h := range hosts {
-		caps = append(caps, h.Capacity[placement.CPU])
+		used := h.Used[placement.CPU]
+		if len(h.UsedSeries) > 0 {
+			used = math.Inf(1)
+			for _, v := range h.UsedSeries {
+				used = min(used, v[placement.CPU])
+			}
+		}
+		room := h.Capacity[placement.CPU]*(1-h.Reserve[placement.CPU]) - used
+		rooms = append(rooms, max(room, 0))
 	}
-	sort.Sort(sort.Reverse(sort.Float64Slice(caps)))
+	sort.Sort(sort.Reverse(sort.Float64Slice(rooms)))
 	got := 0.0
-	for i, c := range caps {
+	for i, c := range rooms {
 		got += c
 		if got >= need*(1-1e-12) {
 			return i + 1
 		}
 	}
-	return len(caps) + 1 // more than all the hosts: some machines cannot be placed
+	return len(rooms) + 1 // more than all the hosts: some machines cannot be placed
 }

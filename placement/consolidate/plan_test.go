@@ -174,21 +174,60 @@ func TestPlanErrors(t *testing.T) {
 	assert.ErrorIs(t, err, context.Canceled)
 }
 
-func TestPercentileAndLowerBound(t *testing.T) {
-	s := make([]float64, 100)
-	for i := range s {
-		s[i] = float64(i + 1)
-	}
-	assert.Equal(t, 95.0, percentile(s, 0.95))
-	assert.Equal(t, 100.0, percentile(s, 1))
-	assert.Equal(t, 1.0, percentile(s, 0))
-	assert.Equal(t, 0.0, percentile(nil, 0.5))
-
+func TestLowerBound(t *testing.T) {
 	hs := []*placement.Host{host("a", 100), host("b", 300), host("c", 200)}
 	assert.Equal(t, 0, lowerBound([][]float64{{0, 0}}, hs, 2))
 	assert.Equal(t, 1, lowerBound([][]float64{{100, 300}}, hs, 2))
 	assert.Equal(t, 2, lowerBound([][]float64{{100, 300}, {1, 1}}, hs, 2))
 	assert.Equal(t, 4, lowerBound([][]float64{{700}}, hs, 1))
+
+	// Reserves and the hosts' own use shrink the room: b keeps 10 % (270
+	// left) and c runs 150 at least (50 left), so 300 needs b and a.
+	b := host("b", 300)
+	b.Reserve[placement.CPU] = 0.1
+	c := host("c", 200)
+	c.UsedSeries = []placement.Vector{{placement.CPU: 180}, {placement.CPU: 150}}
+	assert.Equal(t, 2, lowerBound([][]float64{{300}}, []*placement.Host{host("a", 100), b, c}, 1))
+	// Through Plan, the Margin counts: 2 × 280 of 5320 needs one host, at
+	// 95 % margin (266 left each) it needs three of the three hosts.
+	ms := []Machine{machine("x", 1000, 28, 28), machine("y", 1000, 28, 28)}
+	three := []*placement.Host{host("h1", 5320), host("h2", 5320), host("h3", 5320)}
+	res, err := Plan(context.Background(), ms, three, nil)
+	require.NoError(t, err)
+	assert.Equal(t, 1, res.LowerBound)
+	res, err = Plan(context.Background(), ms, three, &PlanOptions{Margin: 0.95})
+	require.NoError(t, err)
+	assert.Equal(t, 3, res.LowerBound)
+}
+
+// The replay counts a host's own use: a host that was overloaded before
+// the plan stays so, and one without CPU that runs VMs has an infinite
+// peak, not NaN.
+func TestPlanReplaysHostsOwnUse(t *testing.T) {
+	busy := host("busy", 1000)
+	busy.VMs = []string{"old"}
+	busy.UsedSeries = []placement.Vector{{placement.CPU: 1200}, {placement.CPU: 900}, {placement.CPU: 1100}}
+	dead := host("dead", 0)
+	dead.VMs = []string{"stuck"}
+	dead.Used[placement.CPU] = 10
+	free := host("free", 1000)
+	ms := []Machine{machine("m", 1000, 10, 20, 30)}
+	res, err := Plan(context.Background(), ms, []*placement.Host{busy, dead, free}, &PlanOptions{Power: ML110G5})
+	require.NoError(t, err)
+	require.Len(t, res.Hosts, 3)
+	byID := map[string]HostUse{}
+	for _, h := range res.Hosts {
+		byID[h.ID] = h
+	}
+	assert.Equal(t, 2, byID["busy"].Overloaded)
+	assert.InDelta(t, 1.2, byID["busy"].Peak, 1e-12)
+	assert.True(t, math.IsInf(byID["dead"].Peak, 1))
+	assert.Equal(t, 3, byID["dead"].Overloaded)
+	assert.Equal(t, "free", res.Assignments["m"])
+	assert.Zero(t, byID["free"].Overloaded)
+	assert.InDelta(t, 0.3, byID["free"].Peak, 1e-12)
+	assert.Equal(t, 5, res.OverloadedIntervals)
+	assert.False(t, math.IsNaN(res.EnergyKWh))
 }
 
 // The reference experiment: the PlanetLab workload as CloudSim runs it

@@ -27,38 +27,12 @@ var (
 	rankBenchPeakPct = 80.0 // week-2 peak CPU % that makes it a surprise
 )
 
-// rankBenchBuckets averages value over the samples of each bucket of n
-// from start; a bucket without a sample is NaN (a gap, which Rank skips).
-func rankBenchBuckets(samples []history.Sample, start time.Time, n int, value func(history.Sample) float64) []float64 {
-	sum := make([]float64, n)
-	cnt := make([]int, n)
-	for _, s := range samples {
-		d := s.Time.Sub(start)
-		if d < 0 {
-			continue
-		}
-		i := int(d / rankBenchBucket)
-		if i >= n {
-			continue
-		}
-		sum[i] += value(s)
-		cnt[i]++
-	}
-	for i := range sum {
-		if cnt[i] == 0 {
-			sum[i] = math.NaN()
-		} else {
-			sum[i] /= float64(cnt[i])
-		}
-	}
-	return sum
-}
-
 // rankBenchData is the Bitbrains trace cut into weeks.
 type rankBenchData struct {
 	machines []Machine            // week 1, machines with a sample in it
 	week2    map[string][]float64 // week-2 CPU % per bucket, by ID
 	traces   int
+	skipped  int // rows above their capacity
 }
 
 // rankBenchOpen returns the traces of path, a folder of CSV files or a
@@ -87,40 +61,28 @@ func rankBenchLoad(path string) (*rankBenchData, error) {
 	n := int(rankBenchWeek / rankBenchBucket)
 	end := rankBenchStart.Add(rankBenchWeek)
 	d := &rankBenchData{week2: map[string][]float64{}}
+	var w history.Warnings // rows above their capacity: skipped, counted
 	for t, err := range traces {
 		if err != nil {
 			return nil, err
 		}
 		d.traces++
-		var last *history.Sample
-		for i := range t.Samples {
-			s := &t.Samples[i]
-			if !s.Time.Before(rankBenchStart) && s.Time.Before(end) && (last == nil || !s.Time.Before(last.Time)) {
-				last = s
-			}
+		s1, err := history.BitbrainsSeries(t, rankBenchStart, rankBenchBucket, n, &w)
+		if err != nil {
+			return nil, err
 		}
-		if last == nil {
+		if !slices.ContainsFunc(s1.CPU, func(x float64) bool { return !math.IsNaN(x) }) || s1.CPUCapacity == 0 {
 			continue
 		}
-		bk := func(start time.Time, f func(history.Sample) float64) []float64 {
-			return rankBenchBuckets(t.Samples, start, n, f)
+		var w2 history.Warnings // the same rows again: counted once, in w
+		s2, err := history.BitbrainsSeries(t, end, rankBenchBucket, n, &w2)
+		if err != nil {
+			return nil, err
 		}
-		cpu := func(s history.Sample) float64 { return s.CPUUsagePercent }
-		d.machines = append(d.machines, Machine{
-			ID:     t.ID,
-			CPU:    last.CPUCapacityMHz,
-			Memory: last.MemoryProvisionedKB / 1024,
-			Series: history.Series{
-				ID: t.ID, Start: rankBenchStart, Interval: rankBenchBucket,
-				CPUCapacity: last.CPUCapacityMHz, MemoryCapacity: last.MemoryProvisionedKB / 1024,
-				CPU:      bk(rankBenchStart, cpu),
-				Memory:   bk(rankBenchStart, func(s history.Sample) float64 { return s.MemoryUsageKB / 1024 }),
-				DiskMBps: bk(rankBenchStart, func(s history.Sample) float64 { return (s.DiskReadKBps + s.DiskWriteKBps) / 1024 }),
-				Network:  bk(rankBenchStart, func(s history.Sample) float64 { return (s.NetRxKBps + s.NetTxKBps) * 8 * 1024 / 1e6 }),
-			},
-		})
-		d.week2[t.ID] = bk(end, cpu)
+		d.machines = append(d.machines, Machine{ID: t.ID, CPU: s1.CPUCapacity, Memory: s1.MemoryCapacity, Series: s1})
+		d.week2[t.ID] = s2.CPU
 	}
+	d.skipped = w.Count
 	return d, nil
 }
 
@@ -189,7 +151,7 @@ func BenchmarkRankBitbrains(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("read %d traces (%d with week-1 history) in %v", d.traces, len(d.machines), time.Since(t0).Round(time.Millisecond))
+	b.Logf("read %d traces (%d with week-1 history; %d rows above their capacity skipped) in %v", d.traces, len(d.machines), d.skipped, time.Since(t0).Round(time.Millisecond))
 	opts := &RankOptions{Host: rankBenchHost}
 	var cs []Candidate
 	for b.Loop() {

@@ -13,9 +13,11 @@
 set -euo pipefail
 
 state=${VMM_TEST_STATE:-${TMPDIR:-/tmp}/vmmkit-testenv}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # Debian packages the tests need, with the command that proves each is present.
-# Later subsystems add their servers here (Samba AD, libvirtd, PostgreSQL, ...).
+# Later subsystems add their servers here (Samba AD, PostgreSQL, ...); libvirtd.sh
+# installs libvirt and QEMU itself.
 packages=(
 	"qemu-utils|command -v qemu-img"
 	"libvhdi-utils|command -v vhdiinfo"
@@ -64,11 +66,17 @@ start() {
 	# python3-libvhdi installs its module for Debian's interpreter only; another
 	# python3 earlier on PATH (pyenv, venv) cannot import it.
 	emit VMM_TEST_PYVHDI_PYTHON /usr/bin/python3
+	# hostapi/libvirt: two libvirtd daemons (two "hosts") on unix sockets.
+	# Their state folders are short: a socket path must fit in 107 bytes.
+	"$here/libvirtd.sh" start primary "$state/lv"
+	"$here/libvirtd.sh" start peer "$state/lvp" "$state/lv"
 	log "ready (state in $state)"
 }
 
 stop() {
-	# Nothing runs as a server yet; remove only our state directory.
+	# Servers first (each stop is safe when nothing runs), then our state directory.
+	"$here/libvirtd.sh" stop "$state/lvp" || log "could not stop the peer libvirtd"
+	"$here/libvirtd.sh" stop "$state/lv" || log "could not stop the libvirtd"
 	if [ -d "$state" ]; then
 		rm -rf "$state"
 	fi

@@ -9,26 +9,31 @@ import (
 
 // The search that repair runs once the victim's VMs are spread: the host
 // count is fixed and the summed CPU overload over time is minimised by
-// moves and swaps of VMs out of any overloaded host, tabu on the way back,
-// until it reaches zero. Move evaluation is incremental: a host's peak
-// tells at once that a VM fits without overload, and for a host that
-// overflows, the intervals where it does are listed once per VM, so that a
-// swap partner is checked on those intervals only before the full sum is
-// read.
+// moves and swaps of VMs out of an overloaded host (drawn in proportion to
+// its overload), tabu on the way back, until it reaches zero. Where no
+// move out of the host lowers the overload, the overload of that host at
+// those intervals weighs more from then on (constraint weighting, as in
+// guided local search), so that the search leaves the local minimum by
+// pushing its VMs where the overload weighs less. Move evaluation is
+// sparse: each host keeps its intervals sorted by use, highest first, and
+// a VM is checked only on the intervals where its peak could make the host
+// overflow; the overflow a VM would cause is listed once per host, so that
+// a swap partner is checked on those intervals first.
 
 // searchIters and searchStall bound one search: iterations in all, and
 // iterations without a new best total.
 const (
 	searchIters  = 4000
 	searchStall  = 600
-	searchTenure = 7 // the least tabu tenure; a random part as much again
-	swapBins     = 8 // the bins a VM is tried in swaps with
+	searchTenure = 7  // the least tabu tenure; a random part as much again
+	swapBins     = 8  // the bins a VM is tried in swaps with
+	weightStep   = 10 // what a weight grows by; it starts at 1
 )
 
 // excess is an interval where a host would overflow, and by how much.
 type excess struct {
-	t int32
-	y float64
+	t    int32
+	y, w float64
 }
 
 // swapCand is a bin to try swaps with, and the change of the total
@@ -57,7 +62,10 @@ func (st *searchState) addCand(c swapCand) {
 
 // searchState is what search keeps between iterations.
 type searchState struct {
-	ov   []float64     // CPU overload per bin
+	ov   []float64     // CPU overload per bin, weighted
+	raw  []float64     // CPU overload per bin
+	w    [][]float64   // per bin, the weight of its overload per interval
+	ones []float64     // the weights of a bin that has none of its own
 	ord  [][]int32     // per bin, the intervals by CPU use, highest first
 	tabu [][]tabuEntry // per item, the bins it may not go to for now
 	rng  *rand.Rand
@@ -91,7 +99,13 @@ func (st *searchState) forbid(k, b int) {
 // update recomputes what st keeps of bin b.
 func (st *searchState) update(im *improver, b int) {
 	bb := &im.bins[b]
-	st.ov[b] = over(bb.load, nil, nil, bb.cap)
+	st.raw[b], st.ov[b] = 0, 0
+	for t, x := range bb.load {
+		if x > bb.cap {
+			st.raw[b] += x - bb.cap
+			st.ov[b] += st.w[b][t] * (x - bb.cap)
+		}
+	}
 	o := st.ord[b]
 	if o == nil {
 		o = make([]int32, len(bb.load))
@@ -114,33 +128,39 @@ func (st *searchState) update(im *improver, b int) {
 }
 
 // search minimises the summed overload of the bins other than skip by
-// moves and swaps out of overloaded bins, tabu search with aspiration; it
-// reports whether the overload reached zero. It stops when the work
+// moves and swaps out of overloaded bins, tabu search with aspiration on
+// the weighted overload; it reports whether the overload reached zero. It stops when the work
 // budget runs out, after searchIters iterations or searchStall without a
 // new best.
 func (im *improver) search(ctx context.Context, skip int) (bool, error) {
 	nb := len(im.bins)
-	st := &searchState{ov: make([]float64, nb), ord: make([][]int32, nb), tabu: make([][]tabuEntry, len(im.items)), rng: rand.New(rand.NewPCG(uint64(nb), uint64(len(im.items))))}
+	st := &searchState{ov: make([]float64, nb), raw: make([]float64, nb), w: make([][]float64, nb), ones: make([]float64, im.n), ord: make([][]int32, nb), tabu: make([][]tabuEntry, len(im.items)), rng: rand.New(rand.NewPCG(uint64(nb), uint64(len(im.items))))}
+	for t := range st.ones {
+		st.ones[t] = 1
+	}
 	for b := range im.bins {
+		st.w[b] = st.ones
 		if b != skip {
 			st.update(im, b)
 		}
 	}
-	total := func() float64 {
+	total := func(ov []float64) float64 {
 		s := 0.0
-		for _, o := range st.ov {
+		for _, o := range ov {
 			s += o
 		}
 		return s
 	}
-	best, bestIter := total(), 0
+	best, bestIter := total(st.raw), 0
+	bestW := total(st.ov)
 	for st.iter = 0; st.iter < searchIters; st.iter++ {
 		if st.iter%16 == 0 {
 			if err := ctx.Err(); err != nil {
 				return false, err
 			}
 		}
-		tot := total()
+		tot, totW := total(st.raw), total(st.ov)
+		bestW = min(bestW, totW)
 		if tot <= 0 {
 			return true, nil
 		}
@@ -152,9 +172,24 @@ func (im *improver) search(ctx context.Context, skip int) (bool, error) {
 		if im.work <= 0 {
 			return false, nil
 		}
-		m := im.bestMove(st, skip, tot, best)
+		m := im.bestMove(st, skip, totW, bestW)
 		if m.k < 0 {
 			return false, nil
+		}
+		if m.d >= 0 {
+			// A local minimum: the overload of the bin weighs more.
+			a := m.from
+			if &st.w[a][0] == &st.ones[0] {
+				st.w[a] = slices.Clone(st.ones)
+			}
+			for t, x := range im.bins[a].load {
+				if x > im.bins[a].cap {
+					st.w[a][t] += weightStep
+				}
+			}
+			st.update(im, a)
+			bestW = total(st.ov)
+			continue
 		}
 		im.take(m.k)
 		if m.j >= 0 {
@@ -167,18 +202,19 @@ func (im *improver) search(ctx context.Context, skip int) (bool, error) {
 		st.update(im, m.from)
 		st.update(im, m.to)
 	}
-	return total() <= 0, nil
+	return total(st.raw) <= 0, nil
 }
 
 // impMove moves item k from bin from to bin to, and item j (-1: none) the
-// other way; d is the change of the total overload.
+// other way; d is the change of the total weighted overload.
 type impMove struct {
 	k, from, to, j int
 	d              float64
 }
 
-// bestMove returns the best move or swap out of an overloaded bin that is
-// not tabu, or is but leads below best (the total is tot now); k is -1
+// bestMove returns the best move or swap out of an overloaded bin, drawn
+// in proportion to its weighted overload, that is not tabu, or is but
+// leads below best (the weighted total is tot now); k is -1
 // when there is none. It reads a bin's intervals highest use first and
 // stops where no VM can make the bin overflow.
 func (im *improver) bestMove(st *searchState, skip int, tot, best float64) impMove {
@@ -202,7 +238,7 @@ func (im *improver) bestMove(st *searchState, skip int, tot, best float64) impMo
 			continue
 		}
 		ba := &im.bins[a]
-		orda := st.ord[a]
+		orda, wa := st.ord[a], st.w[a]
 		for _, k := range ba.items {
 			it := &im.items[k]
 			// a's overload without k.
@@ -214,7 +250,7 @@ func (im *improver) bestMove(st *searchState, skip int, tot, best float64) impMo
 				}
 				read++
 				if y := x - it.ser[t] - ba.cap; y > 0 {
-					oa += y
+					oa += wa[t] * y
 				}
 			}
 			im.work -= read
@@ -226,6 +262,7 @@ func (im *improver) bestMove(st *searchState, skip int, tot, best float64) impMo
 					continue
 				}
 				bb := &im.bins[b]
+				wb := st.w[b]
 				// Read while the move or a swap may come out best.
 				lim := math.Inf(1)
 				if bm.k >= 0 && len(st.cand) == swapBins {
@@ -239,7 +276,7 @@ func (im *improver) bestMove(st *searchState, skip int, tot, best float64) impMo
 					}
 					read++
 					if y := x + it.ser[t] - bb.cap; y > 0 {
-						ob += y
+						ob += wb[t] * y
 					}
 				}
 				im.work -= read + 1
@@ -254,6 +291,7 @@ func (im *improver) bestMove(st *searchState, skip int, tot, best float64) impMo
 			for _, c := range st.cand {
 				b := c.b
 				bb := &im.bins[b]
+				wb := st.w[b]
 				tk := st.isTabu(k, b)
 				// The intervals where b would overflow with k.
 				st.exc = st.exc[:0]
@@ -265,7 +303,7 @@ func (im *improver) bestMove(st *searchState, skip int, tot, best float64) impMo
 					}
 					read++
 					if y := x + it.ser[t] - bb.cap; y > 0 {
-						st.exc = append(st.exc, excess{t, y})
+						st.exc = append(st.exc, excess{t, y, wb[t]})
 					}
 				}
 				im.work -= read
@@ -283,7 +321,7 @@ func (im *improver) bestMove(st *searchState, skip int, tot, best float64) impMo
 					for _, e := range st.exc {
 						read++
 						if y := e.y - jt.ser[e.t]; y > 0 {
-							obj += y
+							obj += e.w * y
 							if obj >= limB {
 								break
 							}
@@ -311,7 +349,7 @@ func (im *improver) bestMove(st *searchState, skip int, tot, best float64) impMo
 						}
 						read++
 						if y := x - it.ser[t] + jt.ser[t] - ba.cap; y > 0 {
-							oaj += y
+							oaj += wa[t] * y
 							if oaj > lim {
 								break
 							}

@@ -57,6 +57,17 @@ func (p *Placer) improve(ctx context.Context, state []placeHost, assigned []Assi
 	if len(custom) > 0 || seriesLen == 0 || len(assigned) == 0 {
 		return nil, false, nil
 	}
+	im, ok := p.newImprover(state, assigned, seriesLen)
+	if !ok {
+		return nil, false, nil
+	}
+	return im.run(ctx, state, assigned)
+}
+
+// newImprover returns the improver of a plan in series mode, and whether
+// the improvement may change it (no constraints, volumes or hosts of
+// different core clocks).
+func (p *Placer) newImprover(state []placeHost, assigned []Assignment, seriesLen int) (*improver, bool) {
 	index := make(map[*Host]int, len(state))
 	for i := range state {
 		index[state[i].h] = i
@@ -71,7 +82,7 @@ func (p *Placer) improve(ctx context.Context, state []placeHost, assigned []Assi
 		}
 		c := coreMHz(s.h)
 		if core >= 0 && c != core {
-			return nil, false, nil
+			return nil, false
 		}
 		core = c
 		b := impBin{host: i, cap: s.usable[CPU], fixed: len(s.h.VMs) > 0}
@@ -98,11 +109,11 @@ func (p *Placer) improve(ctx context.Context, state []placeHost, assigned []Assi
 	for _, a := range assigned {
 		vm := a.VM
 		if constrained(vm) || vm.Disk > 0 {
-			return nil, false, nil
+			return nil, false
 		}
 		bi, ok := binOf[index[a.Host]]
 		if !ok {
-			return nil, false, nil
+			return nil, false
 		}
 		b := &im.bins[bi]
 		d := p.sizer.Demand(vm, a.Host)
@@ -123,6 +134,12 @@ func (p *Placer) improve(ctx context.Context, state []placeHost, assigned []Assi
 		}
 		im.items = append(im.items, it)
 	}
+	return im, true
+}
+
+// run empties hosts while it can and returns the plan it leads to, and
+// whether it emptied any.
+func (im *improver) run(ctx context.Context, state []placeHost, assigned []Assignment) ([]Assignment, bool, error) {
 	emptied := 0
 	for {
 		if err := ctx.Err(); err != nil {

@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -53,6 +54,11 @@ func (b SimpleBind) GoString() string { return b.String() }
 // LogValue leaves the password out of structured logs.
 func (b SimpleBind) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("method", "simple"), slog.String("name", b.Name))
+}
+
+// MarshalJSON leaves the password out.
+func (b SimpleBind) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct{ Method, Name string }{"simple", b.Name})
 }
 
 // A KerberosBind signs in with Kerberos (SASL GSSAPI), from a password or a
@@ -140,4 +146,10 @@ func (b KerberosBind) GoString() string { return b.String() }
 func (b KerberosBind) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("method", "kerberos"), slog.String("user", b.Username),
 		slog.String("realm", b.Realm), slog.String("spn", b.SPN))
+}
+
+// MarshalJSON leaves the password out.
+func (b KerberosBind) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct{ Method, Username, Realm, KeytabFile, Krb5Config, SPN string }{
+		"kerberos", b.Username, b.Realm, b.KeytabFile, b.Krb5Config, b.SPN})
 }

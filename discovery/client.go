@@ -171,7 +171,7 @@ func (c *Client) dialAny(ctx context.Context) (*ldap.Conn, string, error) {
 }
 
 // dialOne connects to one server, secures the connection and binds.
-func (c *Client) dialOne(ctx context.Context, rawURL string) (conn *ldap.Conn, err error) {
+func (c *Client) dialOne(ctx context.Context, rawURL string) (_ *ldap.Conn, err error) {
 	shown := redactURL(rawURL)
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -190,6 +190,7 @@ func (c *Client) dialOne(ctx context.Context, rawURL string) (conn *ldap.Conn, e
 		return nil, classify("dial", shown, err)
 	}
 	tlsCfg := c.cfg.tlsConfig(host)
+	var conn *ldap.Conn
 	if u.Scheme == "ldaps" {
 		hctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 		tc := tls.Client(raw, tlsCfg)

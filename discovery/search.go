@@ -45,6 +45,12 @@ func searchPage(ctx context.Context, conn *ldap.Conn, req ldap.SearchRequest, si
 		}
 	}
 	if err := resp.Err(); err != nil {
+		var le *ldap.Error
+		if !errors.As(err, &le) && ctx.Err() == nil {
+			// go-ldap reports a lost connection as a plain error; give it
+			// the LDAP result code callers can branch on.
+			err = ldap.NewError(ldap.ErrorNetwork, err)
+		}
 		return p, err
 	}
 	if err := ctx.Err(); err != nil {

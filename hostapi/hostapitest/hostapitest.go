@@ -40,7 +40,9 @@
 // tests and a random suffix, and removes them with t.Cleanup (VMs from
 // Driver and Peer, powered off first) even when a subtest fails. It runs
 // its subtests one after another; the Concurrent subtest runs operations
-// in parallel on VMs of its own.
+// in parallel on VMs of its own. The steps of Lifecycle and
+// InvalidTransitions take one VM from state to state, so run each of
+// them whole (-run 'TestConformance/Lifecycle$', not one of its steps).
 //
 // # Speed
 //

@@ -15,8 +15,10 @@
 // on:
 //
 //   - Every method is synchronous and ctx-first: return when the operation
-//     is done on the host, or with ctx.Err() (wrapped) when ctx is done,
-//     and never leave a goroutine behind.
+//     is done on the host (VM reports the new state at once), or with
+//     ctx.Err() (wrapped) when ctx is done, and never leave a goroutine
+//     behind. A ctx already done fails every call, reads included, and
+//     changes nothing.
 //   - Fail with an *OpError{Op, Host, VM, Err} whose Err matches one of
 //     ErrNotFound, ErrExists, ErrInvalidState, ErrUnsupported,
 //     ErrInvalidSpec, ErrCapacity, ErrHostUnreachable or ErrClosed with
@@ -34,12 +36,15 @@
 //   - Events yields one Event per state change the driver causes or
 //     observes, in order per VM.
 //   - Migrate accepts a destination Driver of the same kind (type-assert
-//     it) and leaves the VM running on the source when it fails.
+//     it) and leaves the VM running on the source when it fails; the VM
+//     keeps its ID on the destination.
+//   - After Close, every call fails with ErrClosed and the Events
+//     sequences of the Driver end.
 //
 // Then call hostapitest.Run from a test named TestConformance in the
 // driver's package:
 //
 //	func TestConformance(t *testing.T) {
-//		hostapitest.Run(t, func(t *testing.T) hostapitest.Pair { ... })
+//		hostapitest.Run(t, func(t *testing.T) *hostapitest.Setup { ... })
 //	}
 package hostapi

@@ -47,18 +47,25 @@ type simDay struct {
 	vms        int
 	lr, dy, or *SimResult
 	frontier   []*SimResult // Dynamic with each of simDrains
+	lrFront    []*SimResult // LRMMT with each of simSafeties
 }
 
 // simDrains reads VMM_BENCH_DRAINS, a comma-separated list of Dynamic.Drain
 // values to replay as well (the energy–SLA frontier).
-func simDrains(tb testing.TB) []float64 {
+func simDrains(tb testing.TB) []float64 { return benchFloats(tb, "VMM_BENCH_DRAINS") }
+
+// simSafeties reads VMM_BENCH_LR_SAFETIES, LRMMT.Safety values to replay
+// as well (LR-MMT's frontier).
+func simSafeties(tb testing.TB) []float64 { return benchFloats(tb, "VMM_BENCH_LR_SAFETIES") }
+
+func benchFloats(tb testing.TB, name string) []float64 {
 	var out []float64
-	for f := range strings.SplitSeq(os.Getenv("VMM_BENCH_DRAINS"), ",") {
+	for f := range strings.SplitSeq(os.Getenv(name), ",") {
 		if f = strings.TrimSpace(f); f == "" {
 			continue
 		}
 		x, err := strconv.ParseFloat(f, 64)
-		require.NoError(tb, err, "VMM_BENCH_DRAINS")
+		require.NoError(tb, err, name)
 		out = append(out, x)
 	}
 	return out
@@ -90,6 +97,7 @@ func BenchmarkSimulatePlanetLab(b *testing.B) {
 	}
 	ctx := context.Background()
 	drains := simDrains(b)
+	safeties := simSafeties(b)
 	var rs []simDay
 	for range b.N {
 		rs = rs[:0]
@@ -102,7 +110,12 @@ func BenchmarkSimulatePlanetLab(b *testing.B) {
 			require.NoError(b, err)
 			or, err := Simulate(ctx, ms, hosts, oracle(ms), nil)
 			require.NoError(b, err)
-			day := simDay{strings.TrimSuffix(filepath.Base(f), ".tar.gz"), len(ms), lr, dy, or, nil}
+			day := simDay{strings.TrimSuffix(filepath.Base(f), ".tar.gz"), len(ms), lr, dy, or, nil, nil}
+			for _, safety := range safeties {
+				r, err := Simulate(ctx, ms, hosts, &LRMMT{Safety: safety}, nil)
+				require.NoError(b, err)
+				day.lrFront = append(day.lrFront, r)
+			}
 			for _, drain := range drains {
 				r, err := Simulate(ctx, ms, hosts, &Dynamic{Drain: drain}, nil)
 				require.NoError(b, err)
@@ -165,6 +178,21 @@ func BenchmarkSimulatePlanetLab(b *testing.B) {
 				m.ActiveHostsMean += r.frontier[i].ActiveHostsMean
 			}
 			fmt.Fprintf(&sb, "%32s %6.2f %7.1f %7.2f %8.0f %6.1f\n", "", drain, m.EnergyKWh/d, 100*m.SLATAH/d, float64(m.Migrations)/d, m.ActiveHostsMean/d)
+		}
+		fmt.Print(sb.String())
+	}
+	if len(safeties) > 0 {
+		sb.Reset()
+		fmt.Fprintf(&sb, "LR-MMT frontier (mean per day):  %6s %7s %7s %8s %6s\n", "safety", "kWh", "SLATAH%", "migr", "hosts")
+		for i, safety := range safeties {
+			var m SimResult
+			for _, r := range rs {
+				m.EnergyKWh += r.lrFront[i].EnergyKWh
+				m.SLATAH += r.lrFront[i].SLATAH
+				m.Migrations += r.lrFront[i].Migrations
+				m.ActiveHostsMean += r.lrFront[i].ActiveHostsMean
+			}
+			fmt.Fprintf(&sb, "%32s %6.2f %7.1f %7.2f %8.0f %6.1f\n", "", safety, m.EnergyKWh/d, 100*m.SLATAH/d, float64(m.Migrations)/d, m.ActiveHostsMean/d)
 		}
 		fmt.Print(sb.String())
 	}

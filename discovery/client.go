@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net"
 	"net/url"
@@ -216,9 +217,24 @@ func (c *Client) dialOne(ctx context.Context, rawURL string) (_ *ldap.Conn, err 
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	if u.Scheme == "ldap" {
-		if err := conn.StartTLS(tlsCfg); err != nil {
+		// go-ldap flattens a failed handshake into a message; verifying
+		// here keeps the typed certificate error for the caller.
+		var verifyErr error
+		stCfg := tlsCfg
+		if !tlsCfg.InsecureSkipVerify {
+			stCfg = tlsCfg.Clone()
+			stCfg.InsecureSkipVerify = true //nolint:gosec // verified by VerifyConnection below
+			stCfg.VerifyConnection = func(cs tls.ConnectionState) error {
+				verifyErr = verifyChain(cs, tlsCfg)
+				return verifyErr
+			}
+		}
+		if err := conn.StartTLS(stCfg); err != nil {
 			if ctx.Err() != nil {
 				return nil, &OpError{Op: "starttls", URL: shown, Kind: ErrConnection, Err: ctx.Err()}
+			}
+			if verifyErr != nil {
+				return nil, &OpError{Op: "starttls", URL: shown, Kind: ErrTLS, Err: errors.Join(err, verifyErr)}
 			}
 			return nil, startTLSError(shown, err)
 		}
@@ -244,4 +260,24 @@ func startTLSError(shown string, err error) *OpError {
 		}
 	}
 	return e
+}
+
+// verifyChain verifies a server's certificate chain and name as crypto/tls
+// does when InsecureSkipVerify is false.
+func verifyChain(cs tls.ConnectionState, cfg *tls.Config) error {
+	if len(cs.PeerCertificates) == 0 {
+		return &tls.CertificateVerificationError{Err: errors.New("server sent no certificate")}
+	}
+	opts := x509.VerifyOptions{
+		Roots:         cfg.RootCAs,
+		DNSName:       cfg.ServerName,
+		Intermediates: x509.NewCertPool(),
+	}
+	for _, c := range cs.PeerCertificates[1:] {
+		opts.Intermediates.AddCert(c)
+	}
+	if _, err := cs.PeerCertificates[0].Verify(opts); err != nil {
+		return &tls.CertificateVerificationError{UnverifiedCertificates: cs.PeerCertificates, Err: err}
+	}
+	return nil
 }

@@ -589,9 +589,11 @@ racks = ["OU=Rack%02d,%s" % (r, ou) for r in range(1, 11)]
 for r in racks:
     if not db.search(base=ou, scope=ldb.SCOPE_ONELEVEL, expression="(%s)" % r.split(",")[0]):
         db.add_ldif("dn: %s\nobjectClass: organizationalUnit\n" % r)
+# Commit every 500 hosts: one huge transaction is much slower, and an
+# interrupted run keeps what it added (the next run adds only the rest).
+added = 0
 db.transaction_start()
 try:
-    added = 0
     for seq in range(1, n + 1):
         name = "BH-%05d" % seq
         if name in have:
@@ -614,6 +616,10 @@ try:
             "servicePrincipalName: Microsoft Virtual Console Service/" + fqdn,
         ]) + "\n")
         added += 1
+        if added % 500 == 0:
+            db.transaction_commit()
+            print("added %d" % added, flush=True)
+            db.transaction_start()
 except Exception:
     db.transaction_cancel()
     raise

@@ -121,7 +121,10 @@ func (c *Client) Changes(ctx context.Context, since Cursor) ([]Change, Cursor, e
 	}
 
 	// Known hosts that changed anywhere in the naming context but are no
-	// longer in the results: moved out, or deleted (a tombstone).
+	// longer in the results: moved out, or deleted (a tombstone). The
+	// references to other naming contexts (Configuration, DNS zones) that
+	// a search of the domain root returns are skipped: hosts move only
+	// within their domain.
 	outside := ldap.SearchRequest{
 		BaseDN: st.namingContext, Scope: ldap.ScopeWholeSubtree, DerefAliases: ldap.NeverDerefAliases,
 		Filter:     fmt.Sprintf("(&(objectClass=computer)%s(uSNChanged<=%d))", usnFilter, st.highestUSN),
@@ -147,14 +150,14 @@ func (c *Client) Changes(ctx context.Context, since Cursor) ([]Change, Cursor, e
 		return true, nil
 	}
 	tombstones := true
-	if err := c.pagedSearch(ctx, "changes", outside, visit); err != nil {
+	if err := c.pagedSearch(ctx, "changes", outside, true, visit); err != nil {
 		if !ldap.IsErrorAnyOf(err, ldap.LDAPResultUnavailableCriticalExtension, ldap.LDAPResultInsufficientAccessRights) {
 			return nil, since, err
 		}
 		c.cfg.Logger.Info("discovery: Show Deleted control refused; finding deletions by membership", "err", err)
 		tombstones = false
 		outside.Controls = nil
-		if err := c.pagedSearch(ctx, "changes", outside, visit); err != nil {
+		if err := c.pagedSearch(ctx, "changes", outside, true, visit); err != nil {
 			return nil, since, err
 		}
 	}
@@ -165,7 +168,7 @@ func (c *Client) Changes(ctx context.Context, since Cursor) ([]Change, Cursor, e
 		err := c.pagedSearch(ctx, "changes", ldap.SearchRequest{
 			BaseDN: q.OU, Scope: q.ldapScope(), DerefAliases: ldap.NeverDerefAliases,
 			Filter: q.filter(""), Attributes: []string{"objectGUID"},
-		}, func(_ *ldap.Conn, _ string, entries []*ldap.Entry) (bool, error) {
+		}, false, func(_ *ldap.Conn, _ string, entries []*ldap.Entry) (bool, error) {
 			for _, e := range entries {
 				if g, err := formatGUID(e.GetRawAttributeValue("objectGUID")); err == nil {
 					present[g] = true

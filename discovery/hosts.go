@@ -46,7 +46,7 @@ func (c *Client) Hosts(ctx context.Context, q Query) iter.Seq2[Host, error] {
 			Filter: filter, Attributes: hostAttributes,
 		}
 		stopped := false
-		err = c.pagedSearch(ctx, "search", req, func(conn *ldap.Conn, url string, entries []*ldap.Entry) (bool, error) {
+		err = c.pagedSearch(ctx, "search", req, false, func(conn *ldap.Conn, url string, entries []*ldap.Entry) (bool, error) {
 			hosts := make([]Host, len(entries))
 			errs := make([]error, len(entries))
 			for i, e := range entries {

@@ -19,9 +19,9 @@ type page struct {
 }
 
 // searchPage sends one request of a paged search (cookie nil for the first)
-// and collects its page. A continuation reference or a referral fails the
-// page with ErrReferral.
-func searchPage(ctx context.Context, conn *ldap.Conn, req ldap.SearchRequest, size int, cookie []byte) (page, error) {
+// and collects its page. A continuation reference fails the page with
+// ErrReferral unless skipRefs, and a referral always does.
+func searchPage(ctx context.Context, conn *ldap.Conn, req ldap.SearchRequest, size int, cookie []byte, skipRefs bool) (page, error) {
 	paging := ldap.NewControlPaging(uint32(size))
 	paging.SetCookie(cookie)
 	req.Controls = append(append([]ldap.Control(nil), req.Controls...), paging)
@@ -34,6 +34,9 @@ func searchPage(ctx context.Context, conn *ldap.Conn, req ldap.SearchRequest, si
 			continue
 		}
 		if ref := resp.Referral(); ref != "" {
+			if skipRefs {
+				continue
+			}
 			return p, &ldap.Error{ResultCode: ldap.LDAPResultReferral,
 				Err: fmt.Errorf("search continuation reference to %s (not followed)", redactURL(ref))}
 		}
@@ -145,7 +148,7 @@ func searchAll(ctx context.Context, conn *ldap.Conn, req ldap.SearchRequest) ([]
 // retried (on a new connection) after a transient failure; later pages are
 // not, since a paging cookie belongs to its connection and a new search
 // would repeat entries. The error is an *OpError, or ctx's error.
-func (c *Client) pagedSearch(ctx context.Context, op string, req ldap.SearchRequest,
+func (c *Client) pagedSearch(ctx context.Context, op string, req ldap.SearchRequest, skipRefs bool,
 	handle func(conn *ldap.Conn, url string, entries []*ldap.Entry) (bool, error)) error {
 	var (
 		conn *ldap.Conn
@@ -158,7 +161,7 @@ func (c *Client) pagedSearch(ctx context.Context, op string, req ldap.SearchRequ
 		if err != nil {
 			return err
 		}
-		p, err = searchPage(ctx, conn, req, c.cfg.PageSize, nil)
+		p, err = searchPage(ctx, conn, req, c.cfg.PageSize, nil, skipRefs)
 		if err != nil {
 			if ctx.Err() != nil {
 				return backoff.Permanent(ctx.Err())
@@ -185,7 +188,7 @@ func (c *Client) pagedSearch(ctx context.Context, op string, req ldap.SearchRequ
 		if len(p.cookie) == 0 {
 			return nil
 		}
-		p, err = searchPage(ctx, conn, req, c.cfg.PageSize, p.cookie)
+		p, err = searchPage(ctx, conn, req, c.cfg.PageSize, p.cookie, skipRefs)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

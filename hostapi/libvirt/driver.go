@@ -267,18 +267,25 @@ func (d *Driver) VMs(ctx context.Context) ([]hostapi.VMInfo, error) {
 	var vms []hostapi.VMInfo
 	err := d.c.read(ctx, func(l *golibvirt.Libvirt) error {
 		vms = vms[:0]
-		doms, _, err := l.ConnectListAllDomains(1, 0)
+		// One call for every domain's state, then each one's XML.
+		recs, err := l.ConnectGetAllDomainStats(nil, uint32(golibvirt.DomainStatsState), 0)
 		if err != nil {
 			return err
 		}
-		for _, dom := range doms {
+		for _, rec := range recs {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			vm, err := info(l, dom)
+			var st hostapi.VMStats
+			state := fillStats(&st, rec.Params)
+			doc, err := l.DomainGetXMLDesc(rec.Dom, 0)
 			if notFound(err) {
 				continue // undefined meanwhile
 			}
+			if err != nil {
+				return err
+			}
+			vm, err := vmInfo(doc, state)
 			if err != nil {
 				return err
 			}

@@ -5,10 +5,8 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -139,7 +137,7 @@ func (c *Config) tlsConfig(host string) *tls.Config {
 	}
 }
 
-// serverName returns the name the server at rawURL is known by.
+// serverName returns the name the server at host is known by.
 func (c *Config) serverName(host string) string {
 	if c.ServerName != "" {
 		return c.ServerName
@@ -155,15 +153,4 @@ func redactURL(s string) string {
 	}
 	u.User = nil
 	return u.String()
-}
-
-// hostOnly returns the host of a host:port, without IPv6 brackets.
-func hostOnly(hostport string) string {
-	if ap, err := netip.ParseAddrPort(hostport); err == nil {
-		return ap.Addr().String()
-	}
-	if i := strings.LastIndexByte(hostport, ':'); i >= 0 && !strings.Contains(hostport[i:], "]") {
-		return strings.Trim(hostport[:i], "[]")
-	}
-	return strings.Trim(hostport, "[]")
 }

@@ -49,12 +49,13 @@ func EscapeFilter(value string) string { return ldap.EscapeFilter(value) }
 // OUDN returns the DN of the OU named by path below base, outermost first:
 // OUDN("DC=example,DC=com", "VirtualHosts", "Staging, Test") is
 // `OU=Staging\, Test,OU=VirtualHosts,DC=example,DC=com`. Names are escaped as
-// RFC 4514 requires; base is used as given.
+// RFC 4514 requires; base is used as given. Directory names are UTF-8: bytes
+// that are not valid UTF-8 become U+FFFD.
 func OUDN(base string, path ...string) string {
 	var b strings.Builder
 	for i := len(path) - 1; i >= 0; i-- {
 		b.WriteString("OU=")
-		b.WriteString(ldap.EscapeDN(path[i]))
+		b.WriteString(ldap.EscapeDN(strings.ToValidUTF8(path[i], "\uFFFD")))
 		b.WriteString(",")
 	}
 	b.WriteString(base)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/go-ldap/ldap/v3"
@@ -421,8 +422,8 @@ func FuzzOUDN(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, name string) {
-		if name == "" {
-			return
+		if name == "" || !utf8.ValidString(name) {
+			return // OUDN documents that invalid UTF-8 becomes U+FFFD
 		}
 		dn, err := ldap.ParseDN(OUDN("DC=example,DC=com", name))
 		if err != nil {

@@ -374,7 +374,7 @@ func TestADHosts(t *testing.T) {
 	})
 }
 
-func tlsConfig(t *testing.T, e adEnv) *tls.Config {
+func tlsConfig(t testing.TB, e adEnv) *tls.Config {
 	pem, err := os.ReadFile(e.CACert)
 	require.NoError(t, err)
 	pool := x509.NewCertPool()

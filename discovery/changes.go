@@ -65,8 +65,11 @@ type Change struct {
 }
 
 // Changes returns what changed in since.Query's results since the cursor
-// was made, and the cursor to pass next time. A poll with nothing changed
-// costs four small requests.
+// was made, and the cursor to pass next time. When nothing was written on
+// the server since the cursor, a poll costs two small requests (rootDSE and
+// invocationId). Otherwise it searches the naming context for computers
+// changed since the cursor (uSNChanged, which Windows AD indexes and Samba
+// does not), and searches the OU only when there are some.
 //
 // The first call (a cursor from NewCursor) and a call after the server or
 // its database changed (failover to another domain controller, a restore)
@@ -100,51 +103,35 @@ func (c *Client) Changes(ctx context.Context, since Cursor) ([]Change, Cursor, e
 		}
 		return changes, next, nil
 	}
+	if st.highestUSN == since.USN {
+		// Nothing at all was written on this server since the cursor.
+		return nil, since, nil
+	}
 	maps.Copy(next.Hosts, since.Hosts)
 
-	// Hosts in the results that changed: added or changed.
-	var changes []Change
-	seen := map[string]bool{}
+	// Computers that changed anywhere in the naming context, tombstones
+	// included: when there are none, nothing below the OU changed either
+	// and the search of the OU is skipped. The references to other naming
+	// contexts (Configuration, DNS zones) that a search of the domain root
+	// returns are skipped: hosts move only within their domain.
 	usnFilter := fmt.Sprintf("(uSNChanged>=%d)", since.USN+1)
-	for h, err := range c.Hosts(ctx, Query{OU: q.OU, Scope: q.Scope, IncludeDisabled: q.IncludeDisabled,
-		Filter: q.Filter + usnFilter, Resolve: q.Resolve}) {
-		if err != nil {
-			return nil, since, err
-		}
-		kind := Changed
-		if _, ok := since.Hosts[h.GUID]; !ok {
-			kind = Added
-		}
-		seen[h.GUID] = true
-		next.Hosts[h.GUID] = h.DN
-		changes = append(changes, Change{Kind: kind, Host: h})
-	}
-
-	// Known hosts that changed anywhere in the naming context but are no
-	// longer in the results: moved out, or deleted (a tombstone). The
-	// references to other naming contexts (Configuration, DNS zones) that
-	// a search of the domain root returns are skipped: hosts move only
-	// within their domain.
 	outside := ldap.SearchRequest{
 		BaseDN: st.namingContext, Scope: ldap.ScopeWholeSubtree, DerefAliases: ldap.NeverDerefAliases,
 		Filter:     fmt.Sprintf("(&(objectClass=computer)%s(uSNChanged<=%d))", usnFilter, st.highestUSN),
 		Attributes: []string{"objectGUID", "isDeleted"},
 		Controls:   []ldap.Control{ldap.NewControlMicrosoftShowDeleted()},
 	}
-	gone := map[string]ChangeKind{}
+	changed := map[string]ChangeKind{} // GUID -> Deleted, or MovedOut if it is not found in the OU
 	visit := func(_ *ldap.Conn, _ string, entries []*ldap.Entry) (bool, error) {
 		for _, e := range entries {
 			g, err := formatGUID(e.GetRawAttributeValue("objectGUID"))
-			if err != nil || seen[g] {
-				continue
-			}
-			if _, known := since.Hosts[g]; !known {
+			if err != nil {
 				continue
 			}
 			if strings.EqualFold(e.GetAttributeValue("isDeleted"), "TRUE") {
-				gone[g] = Deleted
+				changed[g] = Deleted
 			} else {
-				gone[g] = MovedOut
+				changed[g] = MovedOut
 			}
 		}
 		return true, nil
@@ -159,6 +146,35 @@ func (c *Client) Changes(ctx context.Context, since Cursor) ([]Change, Cursor, e
 		outside.Controls = nil
 		if err := c.pagedSearch(ctx, "changes", outside, true, visit); err != nil {
 			return nil, since, err
+		}
+	}
+	if len(changed) == 0 && tombstones {
+		return nil, next, nil
+	}
+
+	// Hosts in the results that changed: added or changed.
+	var changes []Change
+	seen := map[string]bool{}
+	if len(changed) > 0 {
+		for h, err := range c.Hosts(ctx, Query{OU: q.OU, Scope: q.Scope, IncludeDisabled: q.IncludeDisabled,
+			Filter: q.Filter + usnFilter, Resolve: q.Resolve}) {
+			if err != nil {
+				return nil, since, err
+			}
+			kind := Changed
+			if _, ok := since.Hosts[h.GUID]; !ok {
+				kind = Added
+			}
+			seen[h.GUID] = true
+			next.Hosts[h.GUID] = h.DN
+			changes = append(changes, Change{Kind: kind, Host: h})
+		}
+	}
+	// Known hosts that changed but are no longer in the results.
+	gone := map[string]ChangeKind{}
+	for g, kind := range changed {
+		if _, known := since.Hosts[g]; known && !seen[g] {
+			gone[g] = kind
 		}
 	}
 	if !tombstones {

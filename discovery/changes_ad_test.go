@@ -13,7 +13,7 @@ import (
 )
 
 // adminConn is a raw go-ldap connection for making changes in tests.
-func adminConn(t *testing.T, e adEnv) *ldap.Conn {
+func adminConn(t testing.TB, e adEnv) *ldap.Conn {
 	t.Helper()
 	conn, err := ldap.DialURL(e.LDAPSURL, ldap.DialWithTLSConfig(tlsConfig(t, e)))
 	require.NoError(t, err)

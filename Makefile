@@ -19,6 +19,7 @@ test:
 bench:
 	@set -euo pipefail; \
 	trap 'scripts/testenv.sh stop' EXIT; \
+	export VMM_TEST_BENCH_HOSTS=$${VMM_TEST_BENCH_HOSTS:-10000}; \
 	eval "$$(scripts/testenv.sh start)"; \
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout 60m ./... | tee bench.out; \
 	grep -h 'ratio' bench.out || true

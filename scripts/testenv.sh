@@ -16,8 +16,8 @@ state=${VMM_TEST_STATE:-${TMPDIR:-/tmp}/vmmkit-testenv}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # Debian packages the tests need, with the command that proves each is present.
-# Later subsystems add their servers here (Samba AD, PostgreSQL, ...); libvirtd.sh
-# installs libvirt and QEMU itself.
+# Later subsystems add their servers here (PostgreSQL, ...); libvirtd.sh installs
+# libvirt and QEMU itself, samba-ad.sh Samba, ldap-utils and Kerberos.
 packages=(
 	"qemu-utils|command -v qemu-img"
 	"libvhdi-utils|command -v vhdiinfo"
@@ -70,11 +70,16 @@ start() {
 	# Their state folders are short: a socket path must fit in 107 bytes.
 	"$here/libvirtd.sh" start primary "$state/lv"
 	"$here/libvirtd.sh" start peer "$state/lvp" "$state/lv"
+	# discovery: a Samba AD domain controller on loopback (LDAPS, StartTLS,
+	# Kerberos) with the test OU tree; its export lines go straight to stdout.
+	# VMM_TEST_BENCH_HOSTS=10000 also seeds the benchmark OU (make bench).
+	"$here/samba-ad.sh" start "$state/ad"
 	log "ready (state in $state)"
 }
 
 stop() {
 	# Servers first (each stop is safe when nothing runs), then our state directory.
+	"$here/samba-ad.sh" stop "$state/ad" || log "could not stop the Samba DC"
 	"$here/libvirtd.sh" stop "$state/lvp" || log "could not stop the peer libvirtd"
 	"$here/libvirtd.sh" stop "$state/lv" || log "could not stop the libvirtd"
 	if [ -d "$state" ]; then

@@ -27,15 +27,23 @@
 //   - [github.com/vmmkit/vmmkit/placement/consolidate]: rank physical
 //     machines as consolidation candidates from their history and plan
 //     which hosts they fit on over time, with energy (examples/consolidate
-//     replays the PlanetLab reference setup).
+//     replays the PlanetLab reference setup, and Simulate replays days of
+//     dynamic consolidation with migrations).
+//
+//   - [github.com/vmmkit/vmmkit/hostapi]: the Driver contract for
+//     hypervisor hosts, with [github.com/vmmkit/vmmkit/hostapi/sim] (a
+//     simulated fleet), [github.com/vmmkit/vmmkit/hostapi/libvirt] (KVM/QEMU
+//     hosts over libvirt's RPC protocol, live migration included) and
+//     [github.com/vmmkit/vmmkit/hostapi/hostapitest] (the conformance suite
+//     both pass).
+//
+//   - [github.com/vmmkit/vmmkit/discovery]: find virtualization hosts in an
+//     Active Directory OU over LDAPS or StartTLS, with simple or Kerberos
+//     binds, paging, host groups from nested OUs and incremental sync
+//     (examples/discovery lists them).
 //
 // Planned:
 //
-//   - discovery: find virtualization hosts in an Active Directory OU over
-//     LDAPS or StartTLS, with Kerberos, paging and incremental sync.
-//   - hostapi: the Driver contract for hypervisor hosts, with hostapi/sim (a
-//     simulated fleet), hostapi/libvirt (real hosts) and hostapi/hostapitest
-//     (the conformance suite both pass).
 //   - library: shares of VHDs, ISOs, hardware profiles and templates, with
 //     replicas near the hosts and resumable, verified transfer.
 //   - vmm: the Manager facade: inventory, persistent jobs, workflows, an

@@ -101,11 +101,7 @@ func (d *Driver) Checkpoints(ctx context.Context, id string) ([]hostapi.Checkpoi
 // with its memory when the checkpoint holds memory, stopped otherwise.
 func (d *Driver) RevertCheckpoint(ctx context.Context, id, name string) error {
 	err := d.c.write(ctx, func(l *golibvirt.Libvirt) error {
-		dom, err := lookup(l, id)
-		if err != nil {
-			return err
-		}
-		snap, err := l.DomainSnapshotLookupByName(dom, name, 0)
+		snap, err := lookupSnapshot(l, id, name)
 		if err != nil {
 			return err
 		}
@@ -117,15 +113,20 @@ func (d *Driver) RevertCheckpoint(ctx context.Context, id, name string) error {
 // DeleteCheckpoint removes checkpoint name; the VM stays as it is.
 func (d *Driver) DeleteCheckpoint(ctx context.Context, id, name string) error {
 	err := d.c.write(ctx, func(l *golibvirt.Libvirt) error {
-		dom, err := lookup(l, id)
-		if err != nil {
-			return err
-		}
-		snap, err := l.DomainSnapshotLookupByName(dom, name, 0)
+		snap, err := lookupSnapshot(l, id, name)
 		if err != nil {
 			return err
 		}
 		return l.DomainSnapshotDelete(snap, 0)
 	})
 	return d.opError(ctx, "delete checkpoint", id, err, false)
+}
+
+// lookupSnapshot finds checkpoint name of VM id.
+func lookupSnapshot(l *golibvirt.Libvirt, id, name string) (golibvirt.DomainSnapshot, error) {
+	dom, err := lookup(l, id)
+	if err != nil {
+		return golibvirt.DomainSnapshot{}, err
+	}
+	return l.DomainSnapshotLookupByName(dom, name, 0)
 }

@@ -205,8 +205,8 @@ type dirFile struct {
 }
 
 func (f *dirFile) ReadAt(p []byte, off int64) (int, error) { return f.f.ReadAt(p, off) }
-func (f *dirFile) Close() error                             { return f.f.Close() }
-func (f *dirFile) Size() int64                              { return f.size }
+func (f *dirFile) Close() error                            { return f.f.Close() }
+func (f *dirFile) Size() int64                             { return f.size }
 
 func (d *DirShare) Open(ctx context.Context, name string) (File, error) {
 	if err := CheckName(name); err != nil {
@@ -379,6 +379,9 @@ func (u *dirUpload) recover() error {
 }
 
 func (u *dirUpload) Parts(ctx context.Context) (map[int]Part, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, u.d.fail("parts", u.name, err)
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	out := make(map[int]Part, len(u.parts))
@@ -392,7 +395,9 @@ func (u *dirUpload) WritePart(ctx context.Context, n int, p []byte, sum []byte) 
 	if n < 0 || n >= u.numParts() || int64(len(p)) != u.partLen(n) {
 		return u.d.fail("write", u.name, fmt.Errorf("part %d of %d bytes does not fit an upload of %d bytes in parts of %d", n, len(p), u.size, u.partSize))
 	}
-	if err := ctx.Err(); err != nil {
+	// The file is open, so writes would go on while the share is away;
+	// a share that went offline is reported as such.
+	if err := u.d.online(ctx); err != nil {
 		return u.d.fail("write", u.name, err)
 	}
 	if _, err := u.f.WriteAt(p, int64(n)*u.partSize); err != nil {
@@ -440,6 +445,9 @@ func (u *dirUpload) Commit(ctx context.Context) error {
 }
 
 func (u *dirUpload) Abort(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return u.d.fail("abort", u.name, err)
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.done {

@@ -48,6 +48,8 @@ func putSource(t *testing.T, dir, name string, size int64, seed uint64) ([]byte,
 type countingShare struct {
 	Share
 	writes atomic.Int64
+	// written, when set, adds up the bytes of the parts written.
+	written *atomic.Int64
 	// beforeWrite, when set, runs before each WritePart; an error from it
 	// is returned instead of writing.
 	beforeWrite func(n int) error
@@ -75,6 +77,9 @@ func (u *countingUpload) WritePart(ctx context.Context, n int, p, sum []byte) er
 	err := u.Upload.WritePart(ctx, n, p, sum)
 	if err == nil {
 		u.s.writes.Add(1)
+		if u.s.written != nil {
+			u.s.written.Add(int64(len(p)))
+		}
 	}
 	return err
 }

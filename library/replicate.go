@@ -1,0 +1,138 @@
+package library
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+)
+
+// Replicate copies obj to the share named toShare, under the path of the
+// replica it copies from, and adds the new replica to the library. The
+// source is the usable replica nearest to the target share's site (see
+// Nearest). A source whose content no longer matches the object's manifest
+// (ErrCorrupt) is marked with a Problem, skipped from then on, and the
+// next nearest is tried; so is a source whose share went offline. The copy
+// is Copy's: verified chunk by chunk, resumable, and visible only when
+// whole. Replicate does nothing when the share already holds a usable
+// replica. It fails with ErrNotFound when no replica can serve.
+func (l *Library) Replicate(ctx context.Context, obj *Object, toShare string, opts *CopyOptions) error {
+	dst := l.byName[toShare]
+	if dst == nil {
+		return fmt.Errorf("library: replicate %s: share %q: %w", obj.Name, toShare, ErrNotFound)
+	}
+	m, err := l.Manifest(obj.ID)
+	if err != nil {
+		return err
+	}
+	for _, r := range l.ranked(obj, dst.Site()) {
+		if r.Share == toShare {
+			return nil
+		}
+	}
+	var errs []error
+	for _, r := range l.ranked(obj, dst.Site()) {
+		src := l.byName[r.Share]
+		err := Copy(ctx, src, r.Path, m, dst, r.Path, opts)
+		if err == nil {
+			l.addReplica(ctx, dst, r.Path, obj.ID)
+			return nil
+		}
+		if ctx.Err() != nil || !l.sourceFailed(r, err) {
+			return fmt.Errorf("library: replicate %s from %s:%s to %s: %w", obj.Name, r.Share, r.Path, toShare, err)
+		}
+		errs = append(errs, err)
+	}
+	return fmt.Errorf("library: replicate %s to %s: no replica could serve: %w", obj.Name, toShare, errors.Join(append(errs, ErrNotFound)...))
+}
+
+// CopyToHost copies obj into the local file path for a host at site, from
+// the nearest usable replica, falling back to the next one as Replicate
+// does. The copy is CopyToFile's: verified, resumable, and renamed into
+// place only when whole.
+func (l *Library) CopyToHost(ctx context.Context, obj *Object, site, path string, opts *CopyOptions) error {
+	m, err := l.Manifest(obj.ID)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, r := range l.ranked(obj, site) {
+		err := CopyToFile(ctx, l.byName[r.Share], r.Path, m, path, opts)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || !l.sourceFailed(r, err) {
+			return fmt.Errorf("library: copy %s from %s:%s to %s: %w", obj.Name, r.Share, r.Path, path, err)
+		}
+		errs = append(errs, err)
+	}
+	return fmt.Errorf("library: copy %s to %s: no replica could serve: %w", obj.Name, path, errors.Join(append(errs, ErrNotFound)...))
+}
+
+// sourceFailed reports whether a copy failed because of its source
+// replica, which it then marks, so that the next replica is worth trying.
+func (l *Library) sourceFailed(r Replica, err error) bool {
+	var se *ShareError
+	switch {
+	case errors.Is(err, ErrCorrupt):
+		l.markReplica(r, err.Error())
+		return true
+	case errors.As(err, &se) && se.Share == r.Share && errors.Is(err, ErrOffline):
+		l.mu.Lock()
+		l.offline[r.Share] = true
+		l.buildLocked()
+		l.mu.Unlock()
+		return true
+	}
+	return false
+}
+
+// markReplica records that replica r no longer matches its object.
+func (l *Library) markReplica(r Replica, problem string) {
+	l.log.Warn("library: replica is corrupt", "share", r.Share, "path", r.Path, "problem", problem)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m := l.memo[r.Share]
+	if m == nil || m.entries[r.Path] == nil {
+		return
+	}
+	e := *m.entries[r.Path]
+	e.ReplicaProblem = problem
+	entries := maps.Clone(m.entries)
+	entries[r.Path] = &e
+	l.memo[r.Share] = &shareMemo{entries: entries}
+	l.buildLocked()
+}
+
+// addReplica records a file Replicate wrote, with the manifest and detail
+// of the object it copied.
+func (l *Library) addReplica(ctx context.Context, s Share, name, id string) {
+	fi, err := s.Stat(ctx, name)
+	if err != nil {
+		return // the next Refresh finds it
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	o := l.objects[id]
+	if o == nil {
+		return
+	}
+	var src *entry
+	for _, r := range o.Replicas {
+		if e := l.memo[r.Share].entries[r.Path]; e != nil && e.Manifest != nil {
+			src = e
+			break
+		}
+	}
+	if src == nil {
+		return
+	}
+	e := &entry{Info: fi, Manifest: src.Manifest, Detail: src.Detail}
+	entries := map[string]*entry{}
+	if m := l.memo[s.Name()]; m != nil {
+		entries = maps.Clone(m.entries)
+	}
+	entries[name] = e
+	l.memo[s.Name()] = &shareMemo{entries: entries}
+	l.buildLocked()
+}

@@ -450,3 +450,46 @@ func TestCopyWriteError(t *testing.T) {
 	require.ErrorIs(t, err, boom)
 	assert.Equal(t, int64(5), dst.writes.Load())
 }
+
+func TestCopyZeroChunks(t *testing.T) {
+	// Empty chunks are checked without hashing; a byte set in one is
+	// still caught.
+	ctx := t.Context()
+	srcDir := t.TempDir()
+	src := newTestShare(t, "src", srcDir)
+	const size = 4*testChunk + 1000
+	data := make([]byte, size)
+	rand.NewChaCha8([32]byte{12}).Read(data[:testChunk])
+	rand.NewChaCha8([32]byte{13}).Read(data[2*testChunk : 3*testChunk])
+	// Chunks 1, 3 and the short last one are empty.
+	require.NoError(t, os.WriteFile(filepath.Join(srcDir, "a"), data, 0o644))
+	m, err := Hash(ctx, bytes.NewReader(data), size, &HashOptions{ChunkSize: testChunk})
+	require.NoError(t, err)
+
+	for _, flip := range []int{-1, testChunk + 5, 4*testChunk + 999} {
+		t.Run(fmt.Sprint(flip), func(t *testing.T) {
+			d := bytes.Clone(data)
+			if flip >= 0 {
+				d[flip] = 1
+			}
+			require.NoError(t, os.WriteFile(filepath.Join(srcDir, "a"), d, 0o644))
+			dstDir := t.TempDir()
+			err := Copy(ctx, src, "a", m, newTestShare(t, "dst", dstDir), "a", nil)
+			path := filepath.Join(t.TempDir(), "a")
+			err2 := CopyToFile(ctx, src, "a", m, path, nil)
+			if flip >= 0 {
+				require.ErrorIs(t, err, ErrCorrupt)
+				require.ErrorIs(t, err2, ErrCorrupt)
+				assert.Contains(t, err.Error(), fmt.Sprintf("chunk %d ", flip/testChunk))
+				return
+			}
+			require.NoError(t, err)
+			require.NoError(t, err2)
+			for _, p := range []string{filepath.Join(dstDir, "a"), path} {
+				got, err := os.ReadFile(p)
+				require.NoError(t, err)
+				require.True(t, bytes.Equal(got, data))
+			}
+		})
+	}
+}

@@ -290,7 +290,7 @@ func (l *Library) scanFile(ctx context.Context, s Share, fi FileInfo, c *refresh
 		}
 		return e, l.readErr(ctx, s, fi.Name, err)
 	}
-	m, err := Hash(ctx, f, size, &HashOptions{Workers: l.opts.Workers})
+	m, err := hashFile(ctx, f, size, l.opts.Workers)
 	if err != nil {
 		if err := l.readErr(ctx, s, fi.Name, err); err != nil {
 			return nil, err
@@ -323,6 +323,38 @@ func (l *Library) readErr(ctx context.Context, s Share, name string, err error) 
 		return serr
 	}
 	return nil
+}
+
+// smallBufs holds buffers for files of one chunk.
+var smallBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// hashFile returns the manifest of size bytes of r, as Hash does. A file
+// of one chunk is read into a pooled buffer and hashed here, which spares
+// Hash's per-worker chunk buffers for each of many small files.
+func hashFile(ctx context.Context, r io.ReaderAt, size int64, workers int) (*Manifest, error) {
+	if size > ChunkSize {
+		return Hash(ctx, r, size, &HashOptions{Workers: workers})
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	bp := smallBufs.Get().(*[]byte)
+	defer smallBufs.Put(bp)
+	if int64(cap(*bp)) < size {
+		*bp = make([]byte, size)
+	}
+	p := (*bp)[:size]
+	if n, err := r.ReadAt(p, 0); n < len(p) {
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("read chunk 0 at 0: %w", err)
+	}
+	m := &Manifest{Algorithm: BLAKE3, Size: size, ChunkSize: ChunkSize, Chunks: make([][]byte, NumChunks(size, ChunkSize))}
+	if size > 0 {
+		m.Chunks[0] = m.Sum(p)
+	}
+	return m, nil
 }
 
 func readSmall(r io.ReaderAt, size int64) ([]byte, error) {

@@ -424,3 +424,17 @@ func TestRefreshConcurrentReaders(t *testing.T) {
 	<-done
 	assert.Len(t, slices.Collect(l.Objects()), 50)
 }
+
+func TestHashFileMatchesHash(t *testing.T) {
+	for _, size := range []int{0, 1, 4096, ChunkSize - 1, ChunkSize, ChunkSize + 1} {
+		data := bytes.Repeat([]byte{byte(size)}, size)
+		got, err := hashFile(t.Context(), bytes.NewReader(data), int64(size), 2)
+		require.NoError(t, err)
+		want, err := Hash(t.Context(), bytes.NewReader(data), int64(size), nil)
+		require.NoError(t, err)
+		assert.Equal(t, want, got, "size %d", size)
+		assert.Equal(t, want.ID(), got.ID())
+	}
+	_, err := hashFile(t.Context(), bytes.NewReader(make([]byte, 10)), 20, 2)
+	assert.Error(t, err, "short file")
+}

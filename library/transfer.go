@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // CopyOptions tune Copy and CopyToFile.
@@ -75,7 +76,7 @@ func Copy(ctx context.Context, src Share, srcName string, m *Manifest, dst Share
 		}
 		todo = append(todo, n)
 	}
-	c := &chunkCopy{m: m, src: f, srcShare: src.Name(), srcName: srcName, opts: opts,
+	c := &chunkCopy{m: m, src: f, share: src, srcShare: src.Name(), srcName: srcName, opts: opts,
 		write: func(ctx context.Context, n int, p []byte) error {
 			return u.WritePart(ctx, n, p, m.Chunks[n])
 		},
@@ -130,7 +131,7 @@ func CopyToFile(ctx context.Context, src Share, srcName string, m *Manifest, pat
 	}
 	defer t.close()
 	// Chunks the journal lists are checked again before they count.
-	c := &chunkCopy{m: m, src: f, srcShare: src.Name(), srcName: srcName, opts: opts}
+	c := &chunkCopy{m: m, src: f, share: src, srcShare: src.Name(), srcName: srcName, opts: opts}
 	var todo, kept []int
 	if len(done) > 0 {
 		var mu sync.Mutex
@@ -225,6 +226,7 @@ func putBuf(size int64, b *[]byte) {
 type chunkCopy struct {
 	m                 *Manifest
 	src               File
+	share             Share // src's share; nil for a local file
 	srcShare, srcName string
 	opts              *CopyOptions
 	write             func(ctx context.Context, n int, p []byte) error
@@ -377,6 +379,16 @@ func (c *chunkCopy) read(n int, p []byte, off int64) error {
 	var se *ShareError
 	if errors.As(err, &se) {
 		return err
+	}
+	// A File's reads may fail with the system's error alone; a share that
+	// went away says so when asked.
+	if c.share != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, serr := c.share.Stat(ctx, c.srcName)
+		cancel()
+		if errors.Is(serr, ErrOffline) {
+			err = errors.Join(ErrOffline, err)
+		}
 	}
 	return &ShareError{Op: "read", Share: c.srcShare, Name: c.srcName, Err: fmt.Errorf("chunk %d at %d: %w", n, off, err)}
 }

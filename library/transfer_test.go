@@ -495,3 +495,64 @@ func TestCopyZeroChunks(t *testing.T) {
 		})
 	}
 }
+
+// An eioShare's files fail every read after the first reads with EIO, as a
+// lost network mount does.
+type eioShare struct {
+	Share
+	reads  atomic.Int64
+	before int64
+	onFail func()
+}
+
+func (s *eioShare) Open(ctx context.Context, name string) (File, error) {
+	f, err := s.Share.Open(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return eioFile{f, s}, nil
+}
+
+type eioFile struct {
+	File
+	s *eioShare
+}
+
+func (f eioFile) ReadAt(p []byte, off int64) (int, error) {
+	if f.s.reads.Add(1) > f.s.before {
+		f.s.onFail()
+		return 0, &os.PathError{Op: "read", Path: "x", Err: syscall.EIO}
+	}
+	return f.File.ReadAt(p, off)
+}
+
+func TestCopySourceLostMidway(t *testing.T) {
+	parent := t.TempDir()
+	srcDir := filepath.Join(parent, "src")
+	require.NoError(t, os.Mkdir(srcDir, 0o755))
+	_, m := putSource(t, srcDir, "a", 10*testChunk, 14)
+	for _, toFile := range []bool{false, true} {
+		t.Run(fmt.Sprint("to file ", toFile), func(t *testing.T) {
+			ds := newTestShare(t, "src", srcDir)
+			src := &eioShare{Share: ds, before: 4, onFail: func() {
+				// The mount point is left empty, as after an unmount.
+				os.Rename(srcDir, filepath.Join(parent, "gone"))
+				os.Mkdir(srcDir, 0o755)
+			}}
+			var err error
+			if toFile {
+				err = CopyToFile(t.Context(), src, "a", m, filepath.Join(t.TempDir(), "a"), &CopyOptions{Workers: 1})
+			} else {
+				err = Copy(t.Context(), src, "a", m, newTestShare(t, "dst", t.TempDir()), "a", &CopyOptions{Workers: 1})
+			}
+			require.ErrorIs(t, err, ErrOffline)
+			require.ErrorIs(t, err, syscall.EIO)
+			var se *ShareError
+			require.ErrorAs(t, err, &se)
+			assert.Equal(t, "src", se.Share)
+			// Back for the next case.
+			require.NoError(t, os.Remove(srcDir))
+			require.NoError(t, os.Rename(filepath.Join(parent, "gone"), srcDir))
+		})
+	}
+}

@@ -265,6 +265,8 @@ func TestCopyResume(t *testing.T) {
 	first := dst.writes.Load()
 	require.Less(t, first, chunks, "the copy was not cut off")
 	require.GreaterOrEqual(t, first, chunks/2-1)
+	// Promptly: no more than the parts the 3 workers had started.
+	require.LessOrEqual(t, first, chunks/2+1+3, "parts written after the cancel")
 	_, err = dst.Stat(t.Context(), "b/a.vhd")
 	require.ErrorIs(t, err, ErrNotFound, "a cancelled copy is visible")
 
@@ -272,13 +274,24 @@ func TestCopyResume(t *testing.T) {
 	// same size, or a part stored with a wrong sum) is rewritten.
 	u, err := dst.Share.Create(t.Context(), "b/a.vhd", size, testChunk)
 	require.NoError(t, err)
-	require.NoError(t, u.WritePart(t.Context(), 0, data[:testChunk], []byte("not the sum")))
+	stored, err := u.Parts(t.Context())
+	require.NoError(t, err)
+	require.Len(t, stored, int(first), "parts that survived the cancel")
+	for n := range stored {
+		require.NoError(t, u.WritePart(t.Context(), n, data[n*testChunk:(n+1)*testChunk], []byte("not the sum")))
+		break
+	}
 
 	pc := &progressCheck{t: t}
 	dst.writes.Store(0)
 	require.NoError(t, Copy(t.Context(), src, "a.vhd", m, dst, "b/a.vhd", &CopyOptions{Progress: pc.fn}))
 	assert.Equal(t, chunks-first+1, dst.writes.Load(), "parts written on resume, with first=%d", first)
-	assert.Equal(t, (first-1)*testChunk, pc.first, "progress at the start of the resume")
+	var want int64
+	for n := range stored {
+		_, l := m.ChunkRange(n)
+		want += l
+	}
+	assert.Equal(t, want-testChunk, pc.first, "progress at the start of the resume")
 	got, err := os.ReadFile(filepath.Join(dstDir, "b", "a.vhd"))
 	require.NoError(t, err)
 	require.True(t, bytes.Equal(got, data), "resumed copy differs from the source")

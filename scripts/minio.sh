@@ -199,7 +199,13 @@ done
 log "minio answers after $(since "$t0") (pid $(cat "$PIDFILE"))"
 
 for b in "${BUCKETS[@]}"; do
-	code=$(s3 PUT "/$b") || die "creating bucket $b failed"
+	# Signed requests may get 503 (server not initialized) for a moment
+	# after the health check answers.
+	for _ in $(seq 1 100); do
+		code=$(s3 PUT "/$b") || die "creating bucket $b failed"
+		[[ $code == 503 ]] || break
+		sleep 0.1
+	done
 	case $code in
 	200) log "created bucket $b" ;;
 	409) ;; # already there (BucketAlreadyOwnedByYou)

@@ -74,11 +74,15 @@ start() {
 	# Kerberos) with the test OU tree; its export lines go straight to stdout.
 	# VMM_TEST_BENCH_HOSTS=10000 also seeds the benchmark OU (make bench).
 	"$here/samba-ad.sh" start "$state/ad"
+	# library/s3share: MinIO (built once from the Go module proxy into
+	# ~/.cache/vmmkit, run as a separate process) with a bucket per site.
+	"$here/minio.sh" start "$state/minio"
 	log "ready (state in $state)"
 }
 
 stop() {
 	# Servers first (each stop is safe when nothing runs), then our state directory.
+	"$here/minio.sh" stop "$state/minio" || log "could not stop MinIO"
 	"$here/samba-ad.sh" stop "$state/ad" || log "could not stop the Samba DC"
 	"$here/libvirtd.sh" stop "$state/lvp" || log "could not stop the peer libvirtd"
 	"$here/libvirtd.sh" stop "$state/lv" || log "could not stop the libvirtd"

@@ -14,6 +14,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/minio/minio-go/v7/pkg/s3utils"
 
 	"github.com/vmmkit/vmmkit/library"
 )
@@ -72,6 +73,9 @@ func New(cfg Config) (*Share, error) {
 	}
 	if cfg.Endpoint == "" || cfg.Bucket == "" {
 		return nil, fail(errors.New("endpoint and bucket are required"))
+	}
+	if err := s3utils.CheckValidBucketNameStrict(cfg.Bucket); err != nil {
+		return nil, fail(err)
 	}
 	prefix := strings.TrimSuffix(cfg.Prefix, "/")
 	if prefix != "" {

@@ -31,7 +31,9 @@ type Options struct {
 	// created if missing.
 	CacheDir string
 	// Workers bounds the files Refresh reads and hashes at once; 0 means
-	// GOMAXPROCS.
+	// GOMAXPROCS. Files of more than one chunk are hashed at most two at a
+	// time, each in Workers chunks at once, so that Refresh holds at most
+	// about 3 × Workers × ChunkSize bytes of buffers.
 	Workers int
 	// Logger receives what Refresh finds wrong with shares and files; nil
 	// discards it.
@@ -46,7 +48,8 @@ type Library struct {
 	byName  map[string]Share
 	order   map[string]int // share name -> position in opts.Shares
 	log     *slog.Logger
-	refresh sync.Mutex // held by Refresh
+	refresh sync.Mutex    // held by Refresh
+	large   chan struct{} // files of several chunks being hashed
 
 	mu      sync.RWMutex
 	memo    map[string]*shareMemo // by share name
@@ -67,6 +70,7 @@ func New(opts Options) (*Library, error) {
 		memo:    map[string]*shareMemo{},
 		objects: map[string]*Object{},
 		offline: map[string]bool{},
+		large:   make(chan struct{}, 2),
 	}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)

@@ -99,8 +99,9 @@ type shareResult struct {
 	err     error // why the listing did not complete
 }
 
-// Refresh scans every share, at most Options.Workers files at a time,
-// and rebuilds the library's objects. A file whose size, modification
+// Refresh scans the shares concurrently (at most Options.Workers files and
+// max(Workers, 4) listings at a time) and rebuilds the library's objects.
+// A file whose size, modification
 // time and version are those of the last scan (in this process, or in
 // Options.CacheDir) is not read again; new and changed files are hashed
 // and inspected. Files with the same content on any shares become one
@@ -123,8 +124,19 @@ func (l *Library) Refresh(ctx context.Context) (RefreshStats, error) {
 		sem     = make(chan struct{}, l.opts.Workers)
 		results = make([]shareResult, len(l.shares))
 	)
+	// Listing waits on the share more than on the CPU: list more shares at
+	// once than files are read, but not without bound.
+	listing := make(chan struct{}, max(l.opts.Workers, 4))
 	for i, s := range l.shares {
-		wg.Go(func() { results[i] = l.scanShare(ctx, s, sem, &c) })
+		wg.Go(func() {
+			select {
+			case listing <- struct{}{}:
+				defer func() { <-listing }()
+				results[i] = l.scanShare(ctx, s, sem, &c)
+			case <-ctx.Done():
+				results[i] = shareResult{err: ctx.Err()}
+			}
+		})
 	}
 	wg.Wait()
 
@@ -289,6 +301,14 @@ func (l *Library) scanFile(ctx context.Context, s Share, fi FileInfo, c *refresh
 			e.Detail.Problem = err.Error()
 		}
 		return e, l.readErr(ctx, s, fi.Name, err)
+	}
+	if size > ChunkSize {
+		select {
+		case l.large <- struct{}{}:
+			defer func() { <-l.large }()
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	m, err := hashFile(ctx, f, size, l.opts.Workers)
 	if err != nil {

@@ -43,7 +43,8 @@ const defaultWorkers = 4
 // copying anything if the source's size is not m.Size. When it fails
 // otherwise (ctx done, ErrNoSpace, ErrOffline), the upload is kept so that
 // a later Copy with the same arguments resumes it; a caller that gives up
-// removes it with Abort on dst.Create's upload. A nil opts means defaults.
+// discards it with Abort on the Upload that dst.Create(ctx, dstName,
+// m.Size, m.ChunkSize) returns. A nil opts means defaults.
 func Copy(ctx context.Context, src Share, srcName string, m *Manifest, dst Share, dstName string, opts *CopyOptions) error {
 	if err := checkManifest(m); err != nil {
 		return err
@@ -130,40 +131,20 @@ func CopyToFile(ctx context.Context, src Share, srcName string, m *Manifest, pat
 		return err
 	}
 	defer t.close()
-	// Chunks the journal lists are checked again before they count.
 	c := &chunkCopy{m: m, src: f, share: src, srcShare: src.Name(), srcName: srcName, opts: opts}
-	var todo, kept []int
-	if len(done) > 0 {
-		var mu sync.Mutex
-		good := map[int]bool{}
-		verify := &chunkCopy{m: m, src: &osFile{t.f, m.Size}, srcName: t.tmp, opts: &CopyOptions{Workers: c.workers()},
-			write: func(_ context.Context, n int, _ []byte) error {
-				mu.Lock()
-				good[n] = true
-				mu.Unlock()
-				return nil
-			},
-			lenient: true,
-		}
-		if err := verify.run(ctx, done, 0); err != nil {
-			return fmt.Errorf("copy to %s: check partial copy: %w", path, err)
-		}
-		for n := range good {
-			kept = append(kept, n)
-		}
+	kept, err := t.check(ctx, m, done, c.workers())
+	if err != nil {
+		return err
 	}
 	if err := t.startJournal(kept); err != nil {
 		return err
 	}
 	var have int64
-	isKept := make([]bool, len(m.Chunks))
-	for _, n := range kept {
-		isKept[n] = true
-		_, l := m.ChunkRange(n)
-		have += l
-	}
+	var todo []int
 	for n := range m.Chunks {
-		if !isKept[n] {
+		if _, l := m.ChunkRange(n); kept[n] {
+			have += l
+		} else {
 			todo = append(todo, n)
 		}
 	}
@@ -508,13 +489,35 @@ func (t *tempFile) readJournal(m *Manifest) []int {
 	return done
 }
 
+// check reads the chunks the journal listed from the temporary file and
+// reports which of them match m: those are kept.
+func (t *tempFile) check(ctx context.Context, m *Manifest, listed []int, workers int) ([]bool, error) {
+	kept := make([]bool, len(m.Chunks))
+	if len(listed) == 0 {
+		return kept, nil
+	}
+	c := &chunkCopy{m: m, src: &osFile{t.f, m.Size}, srcName: t.tmp, opts: &CopyOptions{Workers: workers},
+		lenient: true,
+		write: func(_ context.Context, n int, _ []byte) error {
+			kept[n] = true // each n is handed to one worker only
+			return nil
+		},
+	}
+	if err := c.run(ctx, listed, 0); err != nil {
+		return nil, fmt.Errorf("copy to %s: check partial copy: %w", t.path, err)
+	}
+	return kept, nil
+}
+
 // startJournal writes a new journal listing the chunks kept and opens it
 // for appending.
-func (t *tempFile) startJournal(kept []int) error {
+func (t *tempFile) startJournal(kept []bool) error {
 	var b bytes.Buffer
 	b.WriteString(t.header)
-	for _, n := range kept {
-		fmt.Fprintf(&b, "%d\n", n)
+	for n, ok := range kept {
+		if ok {
+			fmt.Fprintf(&b, "%d\n", n)
+		}
 	}
 	next := t.journal + ".new"
 	if err := os.WriteFile(next, b.Bytes(), 0o644); err != nil {

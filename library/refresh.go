@@ -94,6 +94,7 @@ type refreshCounters struct {
 }
 
 type shareResult struct {
+	base    *shareMemo // what was known when the scan started
 	entries map[string]*entry
 	changed bool
 	err     error // why the listing did not complete
@@ -156,6 +157,14 @@ func (l *Library) Refresh(ctx context.Context) (RefreshStats, error) {
 		prev := l.memo[name]
 		switch {
 		case r.err == nil && cancelled == nil:
+			if prev != nil && prev != r.base {
+				// Replicate marked or added files during the scan.
+				for p, e := range prev.entries {
+					if n := r.entries[p]; n == nil && r.base != nil && r.base.entries[p] == nil || n != nil && e.ReplicaProblem != "" && n.ReplicaProblem == "" && n.reusable(e.Info) {
+						r.entries[p] = e
+					}
+				}
+			}
 			l.memo[name] = &shareMemo{entries: r.entries}
 			l.offline[name] = false
 		default:
@@ -211,16 +220,17 @@ func isCtxErr(err error) bool {
 func (l *Library) scanShare(ctx context.Context, s Share, sem chan struct{}, c *refreshCounters) shareResult {
 	name := s.Name()
 	l.mu.RLock()
-	var prev map[string]*entry
-	if m := l.memo[name]; m != nil {
-		prev = m.entries
-	}
+	base := l.memo[name]
 	l.mu.RUnlock()
+	var prev map[string]*entry
+	if base != nil {
+		prev = base.entries
+	}
 
 	var (
 		mu      sync.Mutex
 		wg      sync.WaitGroup
-		res     = shareResult{entries: make(map[string]*entry, len(prev))}
+		res     = shareResult{base: base, entries: make(map[string]*entry, len(prev))}
 		fileErr error // a file's failure that stands for the whole share
 	)
 	seen := 0

@@ -78,3 +78,21 @@ func TestReplicate(t *testing.T) {
 		}
 	}
 }
+
+// A replica marked corrupt while a Refresh runs stays marked while its
+// file is unchanged.
+func TestMarkDuringRefresh(t *testing.T) {
+	a := newLibShare(t, "a", "east")
+	writeLibFile(t, a.dir, "x.raw", []byte("x"))
+	hooked := &hookShare{Share: a.DirShare}
+	l, err := New(Options{Shares: []Share{hooked}})
+	require.NoError(t, err)
+	mustRefresh(t, l)
+	obj := find1(t, l, "x.raw")
+	hooked.hook = func() { l.markReplica(obj.Replicas[0], "chunk 0: content corrupt") }
+	mustRefresh(t, l)
+	hooked.hook = nil
+	assert.Equal(t, "chunk 0: content corrupt", find1(t, l, "x.raw").Replicas[0].Problem)
+	mustRefresh(t, l)
+	assert.Equal(t, "chunk 0: content corrupt", find1(t, l, "x.raw").Replicas[0].Problem)
+}

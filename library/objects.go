@@ -49,8 +49,9 @@ type Object struct {
 	// that could not be read has the ID "unread:SHARE/PATH" and a Problem.
 	ID   string
 	Kind Kind
-	// Name is the base name of the first replica's path (shares in the
-	// order the library was given them, then paths in order).
+	// Name is a definition's own "name" or else the base name of the
+	// first replica's path (shares in the order the library was given
+	// them, then paths in order).
 	Name string
 	Size int64 // bytes of content
 	Metadata

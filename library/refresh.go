@@ -27,7 +27,7 @@ import (
 // RefreshStats says what a Refresh did.
 type RefreshStats struct {
 	Shares      int   // shares scanned
-	Files       int   // files listed by the shares that answered
+	Files       int   // files listed (sidecars included)
 	Reused      int   // files whose earlier result was reused: size, time and version unchanged
 	Hashed      int   // files read and hashed
 	HashedBytes int64 // bytes hashed

@@ -7,6 +7,7 @@ import (
 	"io"
 	"iter"
 	"strings"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 
@@ -24,8 +25,11 @@ func hiddenKey(rel string) bool {
 	return library.CheckName(rel) != nil
 }
 
+// info describes an object. ModTime is cut to the second: a listing
+// gives milliseconds, a HEAD request only seconds, and List and Stat must
+// agree for Refresh to recognise an unchanged file.
 func (s *Share) info(name string, oi minio.ObjectInfo) library.FileInfo {
-	return library.FileInfo{Name: name, Size: oi.Size, ModTime: oi.LastModified, Version: oi.ETag}
+	return library.FileInfo{Name: name, Size: oi.Size, ModTime: oi.LastModified.Truncate(time.Second), Version: oi.ETag}
 }
 
 // List yields the files under the share's prefix. A listing cut off by a
@@ -171,9 +175,6 @@ func (s *Share) Rename(ctx context.Context, oldName, newName string) error {
 		return s.fail("rename", newName, library.ErrExist)
 	} else if kind, _ := classify(err); kind != library.ErrNotFound {
 		return s.fail("rename", newName, err)
-	}
-	if oldName == newName {
-		return nil
 	}
 	err = s.retry(ctx, func() error {
 		_, err := s.client.ComposeObject(ctx,

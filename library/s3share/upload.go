@@ -324,7 +324,8 @@ func (u *upload) commit(ctx context.Context) error {
 	var complete []minio.CompletePart
 	for n := range u.numParts() {
 		p := parts[n]
-		if p == nil || p.size != u.partLen(n) {
+		// Stored as Parts reports it: with its size and its marker.
+		if p == nil || !p.ok || p.size != u.partLen(n) {
 			return fmt.Errorf("part %d of %d not stored", n, u.numParts())
 		}
 		complete = append(complete, minio.CompletePart{PartNumber: n + 1, ETag: p.etag})

@@ -29,3 +29,28 @@ func TestDirShareConformance(t *testing.T) {
 		},
 	})
 }
+
+// TestDirShareAbortLeavesNothing: Abort and Commit remove the upload's
+// folder under .vmmkit-uploads.
+func TestDirShareAbortLeavesNothing(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	s, err := library.NewDirShare("s", "site-a", dir)
+	require.NoError(t, err)
+	defer s.Close()
+	for _, commit := range []bool{false, true} {
+		u, err := s.Create(ctx, "d/f", 10, 4)
+		require.NoError(t, err)
+		for n, p := range []string{"0123", "4567", "89"} {
+			require.NoError(t, u.WritePart(ctx, n, []byte(p), nil))
+		}
+		if commit {
+			require.NoError(t, u.Commit(ctx))
+		} else {
+			require.NoError(t, u.Abort(ctx))
+		}
+		left, err := os.ReadDir(filepath.Join(dir, ".vmmkit-uploads"))
+		require.NoError(t, err)
+		require.Empty(t, left, "commit=%v", commit)
+	}
+}

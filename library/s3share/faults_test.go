@@ -395,3 +395,38 @@ func TestServerStopped(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, keep[:10], p)
 }
+
+// TestAbortLeavesNothing: after Abort (and after Commit) no upload and no
+// marker of the share is left in the bucket.
+func TestAbortLeavesNothing(t *testing.T) {
+	sv := testServer(t)
+	s := sv.newShare(t, sv.config(sv.buckets[0], ""))
+	c := s3share.Client(s)
+	ctx := t.Context()
+	ps := int64(s3share.MinPartSize)
+	data := pattern(2*ps, 5)
+	for _, commit := range []bool{false, true} {
+		u, err := s.Create(ctx, "f", int64(len(data)), ps)
+		require.NoError(t, err)
+		require.NoError(t, u.WritePart(ctx, 0, data[:ps], []byte("a")))
+		require.NoError(t, u.WritePart(ctx, 1, data[ps:], []byte("b")))
+		if commit {
+			require.NoError(t, u.Commit(ctx))
+		} else {
+			require.NoError(t, u.Abort(ctx))
+		}
+		for up := range c.ListIncompleteUploads(ctx, s.Bucket(), s.Prefix(), true) {
+			t.Errorf("commit=%v: upload left: %s %s (%v)", commit, up.Key, up.UploadID, up.Err)
+		}
+		var keys []string
+		for oi := range c.Client.ListObjects(ctx, s.Bucket(), minio.ListObjectsOptions{Prefix: s.Prefix(), Recursive: true}) {
+			require.NoError(t, oi.Err)
+			keys = append(keys, strings.TrimPrefix(oi.Key, s.Prefix()))
+		}
+		if commit {
+			require.Equal(t, []string{"f"}, keys)
+		} else {
+			require.Empty(t, keys)
+		}
+	}
+}

@@ -28,6 +28,8 @@
 //	info.SIZE.PARTSIZE     written by Create: what the upload is for
 //	pN.ETAG.SUMHEX         written by WritePart after part N is stored
 //
+// (so a sum is at most 128 bytes, and the prefix should stay short enough
+// for such keys to fit S3's 1024 bytes).
 // A marker names the part's ETag, so a part is reported by Parts only when
 // S3 holds it with the size it must have and a marker for that very ETag:
 // a part written again whose marker was lost to a crash is reported as

@@ -18,8 +18,9 @@ import (
 	"github.com/vmmkit/vmmkit/library"
 )
 
-// maxSumLen bounds the sums WritePart records, which go into a key.
-const maxSumLen = 256
+// maxSumLen bounds the sums WritePart records, which go into a key (S3
+// keys are at most 1024 bytes): a SHA-512 fits twice.
+const maxSumLen = 128
 
 // Create starts, or resumes, the multipart upload of name. partSize must
 // be at least MinPartSize unless the file fits in one part.
@@ -249,9 +250,9 @@ func (u *upload) Parts(ctx context.Context) (map[int]library.Part, error) {
 	return out, nil
 }
 
-// WritePart uploads part n (S3 part number n+1), then records sum in a
-// marker naming the part's ETag, then removes the markers of the part's
-// earlier writes.
+// WritePart uploads part n (S3 part number n+1), then records sum (at
+// most 128 bytes) in a marker naming the part's ETag, then removes the
+// markers of the part's earlier writes.
 func (u *upload) WritePart(ctx context.Context, n int, p []byte, sum []byte) error {
 	if n < 0 || n >= u.numParts() || int64(len(p)) != u.partLen(n) {
 		return u.s.fail("write", u.name, fmt.Errorf("part %d of %d bytes does not fit an upload of %d bytes in parts of %d", n, len(p), u.size, u.partSize))

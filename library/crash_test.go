@@ -66,6 +66,7 @@ func TestCopyCrashChild(t *testing.T) {
 		fmt.Println("error", err)
 		os.Exit(3)
 	}
+	flushEvery = 4 * testChunk
 	fmt.Println("copying")
 	ctx := context.Background()
 	opts := &CopyOptions{Workers: 2}

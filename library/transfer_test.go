@@ -108,6 +108,8 @@ func (p *progressCheck) fn(done, total int64) {
 }
 
 func TestCopyRoundTrip(t *testing.T) {
+	defer func(n int64) { flushEvery = n }(flushEvery)
+	flushEvery = testChunk
 	ctx := t.Context()
 	for _, size := range []int64{0, 1, testChunk - 1, testChunk, 3*testChunk + 5} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
@@ -298,6 +300,8 @@ func TestCopyResume(t *testing.T) {
 }
 
 func TestCopyToFileResume(t *testing.T) {
+	defer func(n int64) { flushEvery = n }(flushEvery)
+	flushEvery = 3 * testChunk // background syncs during the copy
 	srcDir := t.TempDir()
 	src := newTestShare(t, "src", srcDir)
 	const size = 40*testChunk + 123

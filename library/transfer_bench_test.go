@@ -16,11 +16,12 @@ import (
 )
 
 // BenchmarkCopy2GiB copies a 2 GiB file of VHD-like content between two
-// DirShares in one directory tree, and times cp of the same file on the
-// same file system in the same run, the source warm in page cache and a
-// fresh destination each time. Copy checks every chunk against the
-// manifest and syncs the file before it appears, so cp is timed both
-// alone and followed by an fsync of its copy. It then interrupts a Copy
+// DirShares in one directory tree (and with CopyToFile to a path beside
+// them), and times cp of the same file on the same file system in the
+// same run, the source warm in page cache and a fresh destination each
+// time. Copy checks every chunk against the manifest and syncs the file
+// before it appears, so cp is timed both alone and followed by an fsync of
+// its copy. It then interrupts a Copy
 // at 50 % of the bytes, resumes it, and reports the bytes the resumed run
 // wrote, and those written over both runs, against the file's size.
 //

@@ -573,3 +573,78 @@ func TestCopySourceLostMidway(t *testing.T) {
 		})
 	}
 }
+
+func TestCopyToFileLeftovers(t *testing.T) {
+	srcDir := t.TempDir()
+	src := newTestShare(t, "src", srcDir)
+	const size = 3*testChunk + 7
+	data, m := putSource(t, srcDir, "a", size, 15)
+	pool := t.TempDir()
+	path := filepath.Join(pool, "a")
+	tmp, journal := filepath.Join(pool, ".a.vmmkit-partial"), filepath.Join(pool, ".a.vmmkit-journal")
+
+	// Cut off between the link and the removal of the temporary name: the
+	// copy is whole and the leftovers go on the next call.
+	require.NoError(t, os.WriteFile(tmp, data, 0o644))
+	require.NoError(t, os.Link(tmp, path))
+	require.NoError(t, os.WriteFile(journal, []byte("vmmkit-copy 1 x\n0\n"), 0o644))
+	require.ErrorIs(t, CopyToFile(t.Context(), src, "a", m, path, nil), ErrExist)
+	entries, err := os.ReadDir(pool)
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "leftovers kept")
+
+	// Taken while the copy ran: the rename refuses, the copy is kept, and
+	// once the name is free again nothing is written twice.
+	path2 := filepath.Join(pool, "b")
+	opts := &CopyOptions{Workers: 1, Progress: func(done, total int64) {
+		if done == total {
+			os.WriteFile(path2, []byte("late"), 0o644)
+		}
+	}}
+	require.ErrorIs(t, CopyToFile(t.Context(), src, "a", m, path2, opts), ErrExist)
+	got, err := os.ReadFile(path2)
+	require.NoError(t, err)
+	require.Equal(t, "late", string(got))
+	require.NoError(t, os.Remove(path2))
+	pc := &progressCheck{t: t}
+	require.NoError(t, CopyToFile(t.Context(), src, "a", m, path2, &CopyOptions{Progress: pc.fn}))
+	assert.Equal(t, int64(size), pc.first, "bytes kept from the refused copy")
+	got, err = os.ReadFile(path2)
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(got, data))
+}
+
+func TestCopyDestinationOffline(t *testing.T) {
+	srcDir, parent := t.TempDir(), t.TempDir()
+	src := newTestShare(t, "src", srcDir)
+	dstDir := filepath.Join(parent, "dst")
+	require.NoError(t, os.Mkdir(dstDir, 0o755))
+	const size = 10 * testChunk
+	data, m := putSource(t, srcDir, "a", size, 16)
+	dst := &countingShare{Share: newTestShare(t, "dst", dstDir)}
+	dst.beforeWrite = func(n int) error {
+		if n == 3 {
+			// Unmounted: the mount point is left empty.
+			require.NoError(t, os.Rename(dstDir, filepath.Join(parent, "away")))
+			require.NoError(t, os.Mkdir(dstDir, 0o755))
+		}
+		return nil
+	}
+	err := Copy(t.Context(), src, "a", m, dst, "a", &CopyOptions{Workers: 1})
+	require.ErrorIs(t, err, ErrOffline)
+	var se *ShareError
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, "dst", se.Share)
+
+	// Back again: the copy resumes where it stopped.
+	require.NoError(t, os.Remove(dstDir))
+	require.NoError(t, os.Rename(filepath.Join(parent, "away"), dstDir))
+	first := dst.writes.Load()
+	dst.beforeWrite = nil
+	dst.writes.Store(0)
+	require.NoError(t, Copy(t.Context(), src, "a", m, dst, "a", nil))
+	assert.Equal(t, int64(len(m.Chunks))-first, dst.writes.Load())
+	got, err := os.ReadFile(filepath.Join(dstDir, "a"))
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(got, data))
+}

@@ -188,7 +188,15 @@ func openSource(ctx context.Context, src Share, name string, m *Manifest) (File,
 // bufPools holds a *sync.Pool of chunk buffers per chunk size.
 var bufPools sync.Map
 
-func getBuf(size int64) *[]byte {
+// getBuf returns a buffer for the chunks of m: from the pool of its
+// chunk size, or a buffer of its own for content of a single short chunk
+// (profiles, scripts), so that the pools stay few.
+func getBuf(m *Manifest) *[]byte {
+	if m.Size < m.ChunkSize {
+		b := make([]byte, m.Size)
+		return &b
+	}
+	size := m.ChunkSize
 	p, _ := bufPools.LoadOrStore(size, &sync.Pool{New: func() any {
 		b := make([]byte, size)
 		return &b
@@ -196,8 +204,8 @@ func getBuf(size int64) *[]byte {
 	return p.(*sync.Pool).Get().(*[]byte)
 }
 
-func putBuf(size int64, b *[]byte) {
-	if p, ok := bufPools.Load(size); ok {
+func putBuf(m *Manifest, b *[]byte) {
+	if p, ok := bufPools.Load(m.ChunkSize); ok && m.Size >= m.ChunkSize {
 		p.(*sync.Pool).Put(b)
 	}
 }
@@ -253,8 +261,8 @@ func (c *chunkCopy) run(ctx context.Context, todo []int, done int64) error {
 	}
 	for range min(c.workers(), len(todo)) {
 		wg.Go(func() {
-			buf := getBuf(c.m.ChunkSize)
-			defer putBuf(c.m.ChunkSize, buf)
+			buf := getBuf(c.m)
+			defer putBuf(c.m, buf)
 			h, _ := newHash(c.m.Algorithm)
 			var sum []byte
 			for {

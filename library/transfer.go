@@ -243,7 +243,7 @@ func (c *chunkCopy) run(ctx context.Context, todo []int, done int64) error {
 	if len(todo) == 0 {
 		return ctx.Err()
 	}
-	zero := c.zeroSums()
+	zero := c.zeroSum()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -279,7 +279,7 @@ func (c *chunkCopy) run(ctx context.Context, todo []int, done int64) error {
 				}
 				// An empty chunk (common in disk images) is checked at
 				// memory speed: only zeros have its sum.
-				ok := bytes.Equal(c.m.Chunks[n], zero[l]) && allZero(p)
+				ok := zero != nil && l == c.m.ChunkSize && bytes.Equal(c.m.Chunks[n], zero) && allZero(p)
 				if !ok {
 					h.Reset()
 					h.Write(p)
@@ -314,34 +314,31 @@ func (c *chunkCopy) run(ctx context.Context, todo []int, done int64) error {
 	return ctx.Err()
 }
 
-// zeroSums returns the sums of empty chunks of the lengths m's chunks have.
-func (c *chunkCopy) zeroSums() map[int64][]byte {
-	z := map[int64][]byte{}
-	for _, n := range []int{0, len(c.m.Chunks) - 1} {
-		if n < 0 {
-			continue
-		}
-		_, l := c.m.ChunkRange(n)
-		key := zeroKey{c.m.Algorithm, l}
-		sum, ok := zeroSumCache.Load(key)
-		if !ok {
-			h, _ := newHash(c.m.Algorithm)
-			for left := l; left > 0; left -= int64(len(zeroBlock)) {
-				h.Write(zeroBlock[:min(left, int64(len(zeroBlock)))])
-			}
-			sum, _ = zeroSumCache.LoadOrStore(key, h.Sum(nil))
-		}
-		z[l] = sum.([]byte)
+// zeroSum returns the sum of an empty chunk of m's chunk size, or nil if
+// m has no chunk that long.
+func (c *chunkCopy) zeroSum() []byte {
+	if c.m.Size < c.m.ChunkSize {
+		return nil
 	}
-	return z
+	key := zeroKey{c.m.Algorithm, c.m.ChunkSize}
+	if sum, ok := zeroSumCache.Load(key); ok {
+		return sum.([]byte)
+	}
+	h, _ := newHash(c.m.Algorithm)
+	for left := c.m.ChunkSize; left > 0; left -= int64(len(zeroBlock)) {
+		h.Write(zeroBlock[:min(left, int64(len(zeroBlock)))])
+	}
+	sum, _ := zeroSumCache.LoadOrStore(key, h.Sum(nil))
+	return sum.([]byte)
 }
 
 type zeroKey struct {
-	alg string
-	len int64
+	alg       string
+	chunkSize int64
 }
 
-// zeroSumCache holds the sum of an empty chunk per zeroKey.
+// zeroSumCache holds the sum of an empty chunk per algorithm and chunk
+// size.
 var zeroSumCache sync.Map
 
 var zeroBlock = make([]byte, 64<<10)

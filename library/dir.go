@@ -18,6 +18,7 @@ import (
 	"syscall"
 
 	"github.com/zeebo/xxh3"
+	"golang.org/x/sys/unix"
 )
 
 // uploadsDir holds a DirShare's uploads in progress, hidden from List.
@@ -200,13 +201,21 @@ func (d *DirShare) Stat(ctx context.Context, name string) (FileInfo, error) {
 }
 
 type dirFile struct {
+	d    *DirShare
+	name string
 	f    *os.File
 	size int64
 }
 
-func (f *dirFile) ReadAt(p []byte, off int64) (int, error) { return f.f.ReadAt(p, off) }
-func (f *dirFile) Close() error                            { return f.f.Close() }
-func (f *dirFile) Size() int64                             { return f.size }
+func (f *dirFile) ReadAt(p []byte, off int64) (int, error) {
+	n, err := f.f.ReadAt(p, off)
+	if err != nil && err != io.EOF {
+		err = f.d.fail("read", f.name, err)
+	}
+	return n, err
+}
+func (f *dirFile) Close() error { return f.f.Close() }
+func (f *dirFile) Size() int64  { return f.size }
 
 func (d *DirShare) Open(ctx context.Context, name string) (File, error) {
 	if err := CheckName(name); err != nil {
@@ -228,7 +237,7 @@ func (d *DirShare) Open(ctx context.Context, name string) (File, error) {
 		f.Close()
 		return nil, d.fail("open", name, fmt.Errorf("%w: not a regular file", ErrNotFound))
 	}
-	return &dirFile{f: f, size: fi.Size()}, nil
+	return &dirFile{d: d, name: name, f: f, size: fi.Size()}, nil
 }
 
 func (d *DirShare) Rename(ctx context.Context, oldName, newName string) error {
@@ -293,7 +302,7 @@ func (d *DirShare) Create(ctx context.Context, name string, size, partSize int64
 		return nil, d.fail("create", name, err)
 	}
 	u := &dirUpload{d: d, name: name, dir: dir, size: size, partSize: partSize, parts: map[int]dirPart{}}
-	f, err := d.root.OpenFile(path.Join(dir, "data"), os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := d.openUpload(dir)
 	if err != nil {
 		return nil, d.fail("create", name, err)
 	}
@@ -313,6 +322,42 @@ func (d *DirShare) Create(ctx context.Context, name string, size, partSize int64
 	}
 	u.journal = j
 	return u, nil
+}
+
+// openUpload opens and locks the data file of the upload in dir. A data
+// file that has more than one link was published by a Commit that was cut
+// off before it removed the upload: it is the visible file now, so the
+// upload is dropped and started afresh rather than written into.
+func (d *DirShare) openUpload(dir string) (*os.File, error) {
+	for range 2 {
+		f, err := d.root.OpenFile(path.Join(dir, "data"), os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, ErrBusy
+			}
+			return nil, err
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Nlink <= 1 {
+			return f, nil
+		}
+		f.Close()
+		if err := d.root.RemoveAll(dir); err != nil {
+			return nil, err
+		}
+		if err := d.root.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	return nil, errors.New("upload data file is still linked elsewhere")
 }
 
 type dirPart struct {
@@ -400,15 +445,19 @@ func (u *dirUpload) WritePart(ctx context.Context, n int, p []byte, sum []byte) 
 	if err := u.d.online(ctx); err != nil {
 		return u.d.fail("write", u.name, err)
 	}
-	if _, err := u.f.WriteAt(p, int64(n)*u.partSize); err != nil {
+	off := int64(n) * u.partSize
+	if _, err := u.f.WriteAt(p, off); err != nil {
 		return u.d.fail("write", u.name, err)
 	}
+	// Start writing the part to disk now, without waiting, so that the
+	// sync in Commit has little left to do. (Not every file system has it.)
+	_ = unix.SyncFileRange(int(u.f.Fd()), off, int64(len(p)), unix.SYNC_FILE_RANGE_WRITE)
 	check := xxh3.Hash(p)
 	line := fmt.Sprintf("%d %x %x\n", n, check, sum)
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.done {
-		return u.d.fail("write", u.name, errors.New("upload already committed or aborted"))
+		return u.d.fail("write", u.name, errors.New("upload already committed, aborted or closed"))
 	}
 	if _, err := u.journal.WriteString(line); err != nil {
 		return u.d.fail("write", u.name, err)
@@ -421,7 +470,7 @@ func (u *dirUpload) Commit(ctx context.Context) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.done {
-		return u.d.fail("commit", u.name, errors.New("upload already committed or aborted"))
+		return u.d.fail("commit", u.name, errors.New("upload already committed, aborted or closed"))
 	}
 	if err := u.d.online(ctx); err != nil {
 		return u.d.fail("commit", u.name, err)
@@ -455,6 +504,16 @@ func (u *dirUpload) Abort(ctx context.Context) error {
 	}
 	u.done = true
 	return u.d.fail("abort", u.name, u.cleanup())
+}
+
+func (u *dirUpload) Close() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.done {
+		return nil
+	}
+	u.done = true
+	return errors.Join(u.f.Close(), u.journal.Close())
 }
 
 func (u *dirUpload) cleanup() error {

@@ -13,6 +13,7 @@ import (
 
 func TestDirShareConformance(t *testing.T) {
 	sharetest.Run(t, &sharetest.Setup{
+		Locks: true,
 		New: func(t *testing.T) library.Share {
 			dir := filepath.Join(t.TempDir(), "share")
 			require.NoError(t, os.Mkdir(dir, 0o755))

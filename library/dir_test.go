@@ -45,6 +45,9 @@ func TestDirShareUploadResume(t *testing.T) {
 	require.NoError(t, err)
 	f.Close()
 
+	_, err = s.Create(ctx, "d/x.bin", int64(len(data)), 4096)
+	require.ErrorIs(t, err, ErrBusy, "a second writer of an open upload")
+	require.NoError(t, u.Close())
 	u2, err := s.Create(ctx, "d/x.bin", int64(len(data)), 4096)
 	require.NoError(t, err)
 	parts, err := u2.Parts(ctx)
@@ -79,4 +82,36 @@ func TestDirShareUploadResume(t *testing.T) {
 	require.ErrorIs(t, err, ErrOffline)
 	var se *ShareError
 	require.True(t, errors.As(err, &se))
+}
+
+// A Commit cut off after it linked the file under its name, before it
+// removed the upload, leaves the upload's data file linked to the visible
+// file: a later Create must start afresh, not write into the visible file.
+func TestDirShareCommitCutOffAfterLink(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := NewDirShare("s", "site", dir)
+	require.NoError(t, err)
+	defer s.Close()
+
+	data := bytes.Repeat([]byte{7}, 8192)
+	u, err := s.Create(ctx, "x.bin", int64(len(data)), 4096)
+	require.NoError(t, err)
+	require.NoError(t, u.WritePart(ctx, 0, data[:4096], []byte{1}))
+	require.NoError(t, u.WritePart(ctx, 1, data[4096:], []byte{2}))
+	require.NoError(t, u.Close())
+	matches, _ := filepath.Glob(filepath.Join(dir, uploadsDir, "*", "data"))
+	require.Len(t, matches, 1)
+	require.NoError(t, os.Link(matches[0], filepath.Join(dir, "x.bin"))) // what Commit's link does
+
+	u2, err := s.Create(ctx, "x.bin", int64(len(data)), 4096)
+	require.NoError(t, err)
+	parts, err := u2.Parts(ctx)
+	require.NoError(t, err)
+	require.Empty(t, parts, "the published upload is not resumed")
+	require.NoError(t, u2.WritePart(ctx, 0, bytes.Repeat([]byte{9}, 4096), nil))
+	got, err := os.ReadFile(filepath.Join(dir, "x.bin"))
+	require.NoError(t, err)
+	require.Equal(t, data, got, "the visible file is untouched")
+	require.NoError(t, u2.Abort(ctx))
 }

@@ -22,6 +22,8 @@ var (
 	ErrPermission = errors.New("permission denied")
 	// ErrNoSpace: the share is full or over quota.
 	ErrNoSpace = errors.New("no space left")
+	// ErrBusy: another writer holds the upload.
+	ErrBusy = errors.New("in use by another writer")
 	// ErrCorrupt: content does not match its recorded hash, or a file is
 	// not what its name says (a truncated ISO, a VHD with a bad footer).
 	ErrCorrupt = errors.New("content corrupt")

@@ -37,7 +37,9 @@ type Share interface {
 	// size bytes in parts of partSize bytes (the last may be shorter).
 	// An upload for the same name, size and partSize that was cut off
 	// (crash, cancel, lost connection) is resumed: its Parts are kept.
-	// Nothing is visible under name until Commit.
+	// Nothing is visible under name until Commit. A backend that can lock
+	// (DirShare) fails a second Create of an upload that is open with
+	// ErrBusy; one that cannot (S3) documents it.
 	Create(ctx context.Context, name string, size, partSize int64) (Upload, error)
 	// Rename moves a file; it fails with ErrExist if newName exists.
 	Rename(ctx context.Context, oldName, newName string) error
@@ -74,7 +76,8 @@ type Upload interface {
 	Parts(ctx context.Context) (map[int]Part, error)
 	// WritePart stores part n (len(p) must be the part's size) and records
 	// sum with it. Writing a part again replaces it. When WritePart
-	// returns nil the part survives a crash.
+	// returns nil the part survives a crash of the process; one torn by a
+	// power loss is no longer among Parts after the resume.
 	WritePart(ctx context.Context, n int, p []byte, sum []byte) error
 	// Commit makes the file appear under its name once every part is
 	// stored. It fails with ErrExist if the name is taken (the upload is
@@ -82,6 +85,11 @@ type Upload interface {
 	Commit(ctx context.Context) error
 	// Abort discards the upload and its parts.
 	Abort(ctx context.Context) error
+	// Close releases what the Upload holds (open files, the lock that
+	// keeps a second writer out) and keeps the upload for a later Create
+	// to resume. After Commit or Abort it does nothing. Every Upload is
+	// ended by one of Commit, Abort or Close.
+	Close() error
 }
 
 // Part describes a stored part of an Upload.

@@ -63,6 +63,7 @@ func Copy(ctx context.Context, src Share, srcName string, m *Manifest, dst Share
 	if err != nil {
 		return err
 	}
+	defer u.Close() // after Commit it does nothing; otherwise the upload is kept for a resume
 	parts, err := u.Parts(ctx)
 	if err != nil {
 		return err

@@ -283,6 +283,7 @@ func TestCopyResume(t *testing.T) {
 		require.NoError(t, u.WritePart(t.Context(), n, data[n*testChunk:(n+1)*testChunk], []byte("not the sum")))
 		break
 	}
+	require.NoError(t, u.Close())
 
 	pc := &progressCheck{t: t}
 	dst.writes.Store(0)

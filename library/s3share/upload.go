@@ -172,7 +172,7 @@ func (u *upload) finished() error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.done {
-		return errors.New("upload already committed or aborted")
+		return errors.New("upload already committed, aborted or closed")
 	}
 	return nil
 }
@@ -300,7 +300,7 @@ func (u *upload) Commit(ctx context.Context) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.done {
-		return u.s.fail("commit", u.name, errors.New("upload already committed or aborted"))
+		return u.s.fail("commit", u.name, errors.New("upload already committed, aborted or closed"))
 	}
 	if err := u.commit(ctx); err != nil {
 		return u.s.fail("commit", u.name, err)
@@ -398,6 +398,17 @@ func (u *upload) cleanup(ctx context.Context) {
 	if err == nil {
 		u.s.removeKeys(ctx, keys)
 	}
+}
+
+// Close ends this Upload value and keeps the multipart upload and its
+// markers on the server for a later Create to resume. S3 has no locks, so
+// unlike a DirShare's, an upload of the same name, size and part size can
+// be resumed by two writers at once; the last part written wins.
+func (u *upload) Close() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.done = true
+	return nil
 }
 
 // Abort aborts the multipart upload and removes its markers.

@@ -120,6 +120,7 @@ func testOffline(t *testing.T, s *Setup) {
 	offline(u.WritePart(octx, 1, slicePart(data, ps, 1), partSum(data, 1)), "WritePart")
 	offline(u.Commit(octx), "Commit")
 
+	require.NoError(t, u.Close())
 	online()
 	restored = true
 	requireList(t, sh, map[string]int64{"keep": 40})

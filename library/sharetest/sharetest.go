@@ -76,6 +76,9 @@ type Setup struct {
 	// returned function is called, which makes it reachable again. Without
 	// it the Offline subtest is skipped.
 	Offline func(t *testing.T, s library.Share) (online func())
+	// Locks says that the backend refuses a second Create of an upload
+	// that is open (ErrBusy), as a DirShare does.
+	Locks bool
 }
 
 func (s *Setup) partSize() int64 {

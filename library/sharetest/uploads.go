@@ -132,8 +132,13 @@ func testResume(t *testing.T, s *Setup) {
 	require.NoError(t, err)
 	require.NoError(t, u.WritePart(ctx, 0, slicePart(data, ps, 0), partSum(data, 0)))
 	require.NoError(t, u.WritePart(ctx, 2, slicePart(data, ps, 2), partSum(data, 2)))
-	// The caller drops u (a crash, a cancelled transfer) and starts again.
-	u = nil
+	if s.Locks {
+		_, err := sh.Create(ctx, "resumed.vhd", size, ps)
+		requireErr(t, err, library.ErrBusy, "Create of an upload that is open")
+	}
+	// The caller lets u go (a cancelled transfer) and starts again.
+	require.NoError(t, u.Close())
+	require.Error(t, u.WritePart(ctx, 1, slicePart(data, ps, 1), partSum(data, 1)), "WritePart after Close")
 
 	u2, err := sh.Create(ctx, "resumed.vhd", size, ps)
 	require.NoError(t, err)
@@ -153,6 +158,7 @@ func testResume(t *testing.T, s *Setup) {
 	}
 
 	// Aborting the others left the first alone.
+	require.NoError(t, u2.Close())
 	u3, err := sh.Create(ctx, "resumed.vhd", size, ps)
 	require.NoError(t, err)
 	requireParts(t, u3, wantParts(data, ps, 0, 2), "Parts after a second resume")
@@ -200,6 +206,7 @@ func testCommitNeverReplaces(t *testing.T, s *Setup) {
 	requireParts(t, u, wantParts(data, ps, 0, 1), "Parts after Commit failed with ErrExist")
 
 	// The upload survives a resume, too.
+	require.NoError(t, u.Close())
 	u2, err := sh.Create(ctx, "taken", int64(len(data)), ps)
 	require.NoError(t, err)
 	requireParts(t, u2, wantParts(data, ps, 0, 1), "Parts of a resume after Commit failed with ErrExist")

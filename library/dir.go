@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/zeebo/xxh3"
@@ -371,9 +372,12 @@ type dirUpload struct {
 	size, partSize int64
 	f, journal     *os.File
 
-	mu    sync.Mutex
-	parts map[int]dirPart
-	done  bool
+	mu       sync.Mutex
+	parts    map[int]dirPart
+	done     bool
+	unsynced int64 // bytes written since the last background sync began
+	flushing atomic.Bool
+	flusher  sync.WaitGroup
 }
 
 func (u *dirUpload) numParts() int { return NumChunks(u.size, u.partSize) }
@@ -449,9 +453,6 @@ func (u *dirUpload) WritePart(ctx context.Context, n int, p []byte, sum []byte) 
 	if _, err := u.f.WriteAt(p, off); err != nil {
 		return u.d.fail("write", u.name, err)
 	}
-	// Start writing the part to disk now, without waiting, so that the
-	// sync in Commit has little left to do. (Not every file system has it.)
-	_ = unix.SyncFileRange(int(u.f.Fd()), off, int64(len(p)), unix.SYNC_FILE_RANGE_WRITE)
 	check := xxh3.Hash(p)
 	line := fmt.Sprintf("%d %x %x\n", n, check, sum)
 	u.mu.Lock()
@@ -463,8 +464,24 @@ func (u *dirUpload) WritePart(ctx context.Context, n int, p []byte, sum []byte) 
 		return u.d.fail("write", u.name, err)
 	}
 	u.parts[n] = dirPart{Part{Size: int64(len(p)), Sum: append([]byte(nil), sum...)}, check}
+	// Sync in the background every dirFlushEvery bytes, so that the disk
+	// writes while the upload goes on and the sync in Commit has little
+	// left to wait for.
+	u.unsynced += int64(len(p))
+	// (flusher.Go is called with mu held only, and Commit, Close and
+	// cleanup wait for it with mu held, so no sync outlives the file.)
+	if u.unsynced >= dirFlushEvery && u.flushing.CompareAndSwap(false, true) {
+		u.unsynced = 0
+		u.flusher.Go(func() {
+			u.f.Sync() // an error comes back from Commit's sync
+			u.flushing.Store(false)
+		})
+	}
 	return nil
 }
+
+// dirFlushEvery is how many bytes an upload writes between background syncs.
+const dirFlushEvery = 64 << 20
 
 func (u *dirUpload) Commit(ctx context.Context) error {
 	u.mu.Lock()
@@ -478,6 +495,7 @@ func (u *dirUpload) Commit(ctx context.Context) error {
 	if len(u.parts) != u.numParts() {
 		return u.d.fail("commit", u.name, fmt.Errorf("%d of %d parts stored", len(u.parts), u.numParts()))
 	}
+	u.flusher.Wait()
 	if err := u.f.Sync(); err != nil {
 		return u.d.fail("commit", u.name, err)
 	}
@@ -513,10 +531,13 @@ func (u *dirUpload) Close() error {
 		return nil
 	}
 	u.done = true
+	u.flusher.Wait()
 	return errors.Join(u.f.Close(), u.journal.Close())
 }
 
+// cleanup closes the upload's files and removes it; mu is held.
 func (u *dirUpload) cleanup() error {
+	u.flusher.Wait()
 	u.f.Close()
 	u.journal.Close()
 	return u.d.root.RemoveAll(u.dir)

@@ -42,10 +42,14 @@
 //     binds, paging, host groups from nested OUs and incremental sync
 //     (examples/discovery lists them).
 //
+//   - [github.com/vmmkit/vmmkit/library]: shares (directories,
+//     [github.com/vmmkit/vmmkit/library/s3share] for S3) of disks, ISOs,
+//     hardware profiles, templates and scripts, indexed by content into
+//     objects with replicas, the nearest picked for each site, and copied
+//     in verified, resumable chunks (examples/library lists and replicates).
+//
 // Planned:
 //
-//   - library: shares of VHDs, ISOs, hardware profiles and templates, with
-//     replicas near the hosts and resumable, verified transfer.
 //   - vmm: the Manager facade: inventory, persistent jobs, workflows, an
 //     embedded SQLite store or PostgreSQL; vmm/selfservice is the
 //     self-service web portal.

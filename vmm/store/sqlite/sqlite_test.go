@@ -1,0 +1,85 @@
+package sqlite_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vmmkit/vmmkit/vmm/store"
+	"github.com/vmmkit/vmmkit/vmm/store/sqlite"
+	"github.com/vmmkit/vmmkit/vmm/store/storetest"
+)
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storetest.Opener {
+		path := filepath.Join(t.TempDir(), "vmm.db")
+		return func() (store.Store, error) { return sqlite.Open(path) }
+	})
+}
+
+func TestReadOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vmm.db")
+	s, err := sqlite.Open(path)
+	require.NoError(t, err)
+	g, err := s.CreateGroup(t.Context(), store.HostGroup{Name: "g"})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+
+	ro, err := sqlite.New(t.Context(), sqlite.Config{Path: path, ReadOnly: true})
+	require.NoError(t, err)
+	defer ro.Close()
+	got, err := ro.Group(t.Context(), g.ID)
+	require.NoError(t, err, "reads work")
+	assert.Equal(t, g, got)
+	_, err = ro.CreateGroup(t.Context(), store.HostGroup{Name: "h"})
+	assert.ErrorIs(t, err, store.ErrReadOnly)
+	_, err = ro.CreateJob(t.Context(), store.Job{Kind: "k"})
+	assert.ErrorIs(t, err, store.ErrReadOnly)
+}
+
+func TestReadOnlyNewFile(t *testing.T) {
+	_, err := sqlite.New(t.Context(), sqlite.Config{Path: filepath.Join(t.TempDir(), "new.db"), ReadOnly: true})
+	assert.ErrorIs(t, err, store.ErrReadOnly, "a read-only store without its schema")
+}
+
+func TestFull(t *testing.T) {
+	s, err := sqlite.New(t.Context(), sqlite.Config{Path: filepath.Join(t.TempDir(), "vmm.db"), MaxSize: 256 << 10})
+	require.NoError(t, err)
+	defer s.Close()
+	g, err := s.CreateGroup(t.Context(), store.HostGroup{Name: "g"})
+	require.NoError(t, err)
+	big := make([]byte, 16<<10)
+	for i := range big {
+		big[i] = 'a' + byte(i%26)
+	}
+	var full error
+	for i := 0; i < 1000 && full == nil; i++ {
+		_, full = s.CreateVM(t.Context(), store.VM{Name: fmt.Sprint(i), GroupID: g.ID, Spec: []byte(`"` + string(big) + `"`)})
+	}
+	require.Error(t, full, "the store never filled up")
+	assert.ErrorIs(t, full, store.ErrReadOnly)
+	// Reads and deletes still work on a full store.
+	vms, err := s.VMs(t.Context(), store.VMFilter{})
+	require.NoError(t, err)
+	require.NotEmpty(t, vms)
+	require.NoError(t, s.DeleteVM(t.Context(), vms[0].ID))
+}
+
+func TestNewerSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vmm.db")
+	s, err := sqlite.Open(path)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	db, err := sql.Open("sqlite", path)
+	require.NoError(t, err)
+	_, err = db.ExecContext(context.Background(), `INSERT INTO schema_version (version) VALUES (9999)`)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	_, err = sqlite.Open(path)
+	assert.ErrorContains(t, err, "newer than this program's")
+}

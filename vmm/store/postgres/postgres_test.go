@@ -1,0 +1,85 @@
+package postgres_test
+
+import (
+	"context"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vmmkit/vmmkit/internal/testenv"
+	"github.com/vmmkit/vmmkit/vmm/store"
+	"github.com/vmmkit/vmmkit/vmm/store/postgres"
+	"github.com/vmmkit/vmmkit/vmm/store/storetest"
+)
+
+// freshDB creates an empty database for t on the server of
+// VMM_TEST_PG_DSN (scripts/postgres.sh start) and returns its DSN; the
+// database is dropped when t ends.
+func freshDB(t testing.TB) string {
+	t.Helper()
+	dsn := testenv.Var(t, "VMM_TEST_PG_DSN")
+	u, err := url.Parse(dsn)
+	require.NoError(t, err, "VMM_TEST_PG_DSN must be a postgres:// URL")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err, "connect to VMM_TEST_PG_DSN")
+	defer admin.Close(ctx)
+	name := "vmmtest_" + strings.ToLower(store.NewID()[:16])
+	_, err = admin.Exec(ctx, "CREATE DATABASE "+name)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		admin, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+			return
+		}
+		defer admin.Close(ctx)
+		if _, err := admin.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+		}
+	})
+	u.Path = "/" + name
+	return u.String()
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storetest.Opener {
+		dsn := freshDB(t)
+		return func() (store.Store, error) { return postgres.Open(t.Context(), dsn) }
+	})
+}
+
+func TestReadOnly(t *testing.T) {
+	dsn := freshDB(t)
+	s, err := postgres.Open(t.Context(), dsn)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	u, err := url.Parse(dsn)
+	require.NoError(t, err)
+	q := u.Query()
+	q.Set("default_transaction_read_only", "on")
+	u.RawQuery = q.Encode()
+	ro, err := postgres.Open(t.Context(), u.String())
+	require.NoError(t, err)
+	defer ro.Close()
+	_, err = ro.Groups(t.Context())
+	require.NoError(t, err, "reads work")
+	_, err = ro.CreateGroup(t.Context(), store.HostGroup{Name: "g"})
+	assert.ErrorIs(t, err, store.ErrReadOnly)
+}
+
+func TestOpenBadDSN(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	_, err := postgres.Open(ctx, "postgres://nobody@127.0.0.1:1/none?sslmode=disable&connect_timeout=2")
+	var oe *store.OpError
+	assert.ErrorAs(t, err, &oe)
+}

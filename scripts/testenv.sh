@@ -16,7 +16,7 @@ state=${VMM_TEST_STATE:-${TMPDIR:-/tmp}/vmmkit-testenv}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # Debian packages the tests need, with the command that proves each is present.
-# Later subsystems add their servers here (PostgreSQL, ...); libvirtd.sh installs
+# Later subsystems add their servers here; postgres.sh installs PostgreSQL, libvirtd.sh installs
 # libvirt and QEMU itself, samba-ad.sh Samba, ldap-utils and Kerberos.
 packages=(
 	"qemu-utils|command -v qemu-img"
@@ -77,11 +77,15 @@ start() {
 	# library/s3share: MinIO (built once from the Go module proxy into
 	# ~/.cache/vmmkit, run as a separate process) with a bucket per site.
 	"$here/minio.sh" start "$state/minio"
+	# vmm/store/postgres: a PostgreSQL server (Debian postgresql) on loopback,
+	# run as the postgres user; the tests make a database each.
+	"$here/postgres.sh" start "$state/pg"
 	log "ready (state in $state)"
 }
 
 stop() {
 	# Servers first (each stop is safe when nothing runs), then our state directory.
+	"$here/postgres.sh" stop "$state/pg" || log "could not stop PostgreSQL"
 	"$here/minio.sh" stop "$state/minio" || log "could not stop MinIO"
 	"$here/samba-ad.sh" stop "$state/ad" || log "could not stop the Samba DC"
 	"$here/libvirtd.sh" stop "$state/lvp" || log "could not stop the peer libvirtd"

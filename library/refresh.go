@@ -454,10 +454,11 @@ func inspect(name string, r io.ReaderAt, size int64) detail {
 }
 
 // inspectDisk reads a VHD or VHDX image's metadata. The parent of a
-// differencing image is not opened through the share; when it cannot be
-// found, what the image records of it is still reported.
+// differencing image is never opened: its locators come from a file of the
+// share, which must not make the library read files elsewhere on this
+// machine. What the image records of its parent is reported instead.
 func inspectDisk(d *detail, name string, r io.ReaderAt, size int64) {
-	disk, err := vhd.NewDisk(r, size)
+	disk, err := vhd.NewDiskOptions(r, size, &vhd.OpenOptions{OpenParent: refuseParent})
 	if err == nil {
 		defer disk.Close()
 		info := disk.Info()
@@ -770,3 +771,6 @@ func (l *Library) saveCache(share string, m *shareMemo) error {
 	}
 	return nil
 }
+
+// refuseParent is the OpenParent of inspectDisk: no parent is opened.
+func refuseParent(string) (vhd.File, error) { return nil, fs.ErrNotExist }

@@ -95,8 +95,9 @@ func Copy(ctx context.Context, src Share, srcName string, m *Manifest, dst Share
 // (no-replace: fails with ErrExist if path exists) so readers never see
 // half a file.
 //
-// The temporary file is ".NAME.vmmkit-partial" and the journal
-// ".NAME.vmmkit-journal" in path's directory, for a path ending in NAME.
+// The temporary file is ".vmmkit-partial-NAME" and the journal
+// ".vmmkit-journal-NAME" in path's directory, for a path ending in NAME:
+// names a DirShare on that directory hides.
 // The journal names the manifest and lists the chunks written; a restart
 // checks each listed chunk against m again (so that a chunk torn by a power
 // loss is rewritten, not trusted) and writes the others. Two copies to the
@@ -114,8 +115,8 @@ func CopyToFile(ctx context.Context, src Share, srcName string, m *Manifest, pat
 	}
 	t := &tempFile{
 		path:      path,
-		tmp:       filepath.Join(dir, "."+base+".vmmkit-partial"),
-		journal:   filepath.Join(dir, "."+base+".vmmkit-journal"),
+		tmp:       filepath.Join(dir, ".vmmkit-partial-"+base),
+		journal:   filepath.Join(dir, ".vmmkit-journal-"+base),
 		header:    fmt.Sprintf("vmmkit-copy 1 %s %d %d\n", m.ID(), m.Size, m.ChunkSize),
 		chunkSize: m.ChunkSize,
 	}
@@ -452,16 +453,41 @@ func (t *tempFile) checkFree() error {
 // open opens or creates the temporary file, locks it, and returns the
 // chunks the journal lists as written if the journal is for m.
 func (t *tempFile) open(m *Manifest) ([]int, error) {
-	f, err := os.OpenFile(t.tmp, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fileErr(t.path, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("copy to %s: another copy to it is running", t.path)
+	var f *os.File
+	for attempt := 0; ; attempt++ {
+		var err error
+		f, err = os.OpenFile(t.tmp, os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			return nil, fileErr(t.path, err)
 		}
-		return nil, fileErr(t.path, err)
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			if errors.Is(err, syscall.EWOULDBLOCK) {
+				return nil, fmt.Errorf("copy to %s: another copy to it is running: %w", t.path, ErrBusy)
+			}
+			return nil, fileErr(t.path, err)
+		}
+		// A temporary file with another link was published by a commit
+		// cut off before it removed the temporary name, and may since
+		// have been renamed: it is someone's file now, so it is let go
+		// and the copy starts afresh rather than writing into it.
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, fileErr(t.path, err)
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Nlink <= 1 || attempt > 0 {
+			if ok && st.Nlink > 1 {
+				f.Close()
+				return nil, fmt.Errorf("copy to %s: temporary file %s is still linked elsewhere", t.path, t.tmp)
+			}
+			break
+		}
+		f.Close()
+		os.Remove(t.journal)
+		if err := os.Remove(t.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fileErr(t.path, err)
+		}
 	}
 	t.f = f
 	done := t.readJournal(m)

@@ -315,8 +315,8 @@ func TestCopyToFileResume(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	_, err = os.Stat(path)
 	require.ErrorIs(t, err, os.ErrNotExist, "a cancelled copy is visible")
-	tmp := filepath.Join(pool, ".a.vhd.vmmkit-partial")
-	journal, err := os.ReadFile(filepath.Join(pool, ".a.vhd.vmmkit-journal"))
+	tmp := filepath.Join(pool, ".vmmkit-partial-a.vhd")
+	journal, err := os.ReadFile(filepath.Join(pool, ".vmmkit-journal-a.vhd"))
 	require.NoError(t, err)
 	listed := strings.Count(string(journal), "\n") - 1
 	require.Greater(t, listed, 1)
@@ -367,7 +367,7 @@ func TestCopyToFileLocked(t *testing.T) {
 	_, m := putSource(t, srcDir, "a", 3*testChunk, 8)
 	pool := t.TempDir()
 	// Another process copying to the same path holds the lock.
-	f, err := os.OpenFile(filepath.Join(pool, ".a.vmmkit-partial"), os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(filepath.Join(pool, ".vmmkit-partial-a"), os.O_RDWR|os.O_CREATE, 0o644)
 	require.NoError(t, err)
 	defer f.Close()
 	require.NoError(t, syscall.Flock(int(f.Fd()), syscall.LOCK_EX))
@@ -582,7 +582,7 @@ func TestCopyToFileLeftovers(t *testing.T) {
 	data, m := putSource(t, srcDir, "a", size, 15)
 	pool := t.TempDir()
 	path := filepath.Join(pool, "a")
-	tmp, journal := filepath.Join(pool, ".a.vmmkit-partial"), filepath.Join(pool, ".a.vmmkit-journal")
+	tmp, journal := filepath.Join(pool, ".vmmkit-partial-a"), filepath.Join(pool, ".vmmkit-journal-a")
 
 	// Cut off between the link and the removal of the temporary name: the
 	// copy is whole and the leftovers go on the next call.
@@ -648,4 +648,28 @@ func TestCopyDestinationOffline(t *testing.T) {
 	got, err := os.ReadFile(filepath.Join(dstDir, "a"))
 	require.NoError(t, err)
 	require.True(t, bytes.Equal(got, data))
+}
+
+// A commit cut off after the link, whose file was then renamed by its
+// user: the temporary name still shares the renamed file's inode, and the
+// next copy must not write into it.
+func TestCopyToFileLeftoverRenamed(t *testing.T) {
+	srcDir := t.TempDir()
+	src := newTestShare(t, "src", srcDir)
+	const size = 2*testChunk + 3
+	data, m := putSource(t, srcDir, "a", size, 16)
+	pool := t.TempDir()
+	path := filepath.Join(pool, "a")
+	tmp := filepath.Join(pool, ".vmmkit-partial-a")
+	other := bytes.Repeat([]byte{0x5a}, size)
+	require.NoError(t, os.WriteFile(tmp, other, 0o644))
+	require.NoError(t, os.Link(tmp, filepath.Join(pool, "vm1.img"))) // published, then renamed
+
+	require.NoError(t, CopyToFile(t.Context(), src, "a", m, path, nil))
+	got, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(got, data), "the copy is the source")
+	got, err = os.ReadFile(filepath.Join(pool, "vm1.img"))
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(got, other), "the renamed file is untouched")
 }

@@ -235,9 +235,18 @@ func OpenFile(name string, flag int, opts *OpenOptions) (*Disk, error) {
 // NewDisk reads an image of size bytes from r. The caller keeps r; Close
 // does not close it. The parent of a differencing image is looked for with
 // os.Open, relative locators taken relative to the current directory; use
-// OpenFile to control that.
+// NewDiskOptions or OpenFile to control that.
 func NewDisk(r io.ReaderAt, size int64) (*Disk, error) {
 	return newDisk(readOnly{r}, size, "", false, nil, nil, nil)
+}
+
+// NewDiskOptions is NewDisk with options: opts.OpenParent decides how,
+// and whether, the parent of a differencing image is opened (relative
+// locators are passed as they are recorded, having no directory to be
+// joined to). An image from an untrusted place should be read with an
+// OpenParent that stays within that place, or refuses.
+func NewDiskOptions(r io.ReaderAt, size int64, opts *OpenOptions) (*Disk, error) {
+	return newDisk(readOnly{r}, size, "", false, opts, nil, nil)
 }
 
 // newDisk decodes the image in st. seen holds the UUIDs of the children

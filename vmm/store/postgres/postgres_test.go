@@ -83,3 +83,12 @@ func TestOpenBadDSN(t *testing.T) {
 	var oe *store.OpError
 	assert.ErrorAs(t, err, &oe)
 }
+
+func pgDB(tb testing.TB) storetest.Opener {
+	dsn := freshDB(tb)
+	return func() (store.Store, error) { return postgres.Open(context.Background(), dsn) }
+}
+
+func BenchmarkStartup(b *testing.B) { storetest.BenchStartup(b, pgDB) }
+
+func BenchmarkJobs(b *testing.B) { storetest.BenchJobs(b, pgDB) }

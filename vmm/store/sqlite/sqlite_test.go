@@ -83,3 +83,12 @@ func TestNewerSchema(t *testing.T) {
 	_, err = sqlite.Open(path)
 	assert.ErrorContains(t, err, "newer than this program's")
 }
+
+func sqliteDB(tb testing.TB) storetest.Opener {
+	path := filepath.Join(tb.TempDir(), "vmm.db")
+	return func() (store.Store, error) { return sqlite.Open(path) }
+}
+
+func BenchmarkStartup(b *testing.B) { storetest.BenchStartup(b, sqliteDB) }
+
+func BenchmarkJobs(b *testing.B) { storetest.BenchJobs(b, sqliteDB) }

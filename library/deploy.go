@@ -84,6 +84,9 @@ func (l *Library) copyImage(ctx context.Context, obj *Object, format string, hos
 	if err != nil {
 		return nil, err
 	}
+	if err := checkManifest(m); err != nil {
+		return nil, err
+	}
 	var errs []error
 	for _, r := range l.ranked(obj, site) {
 		share := l.byName[r.Share]
@@ -122,7 +125,7 @@ type verifiedReader struct {
 
 func (r *verifiedReader) Read(p []byte) (int, error) {
 	if len(r.buf) == 0 {
-		if r.n >= len(r.m.Chunks) {
+		if off, _ := r.m.ChunkRange(r.n); off >= r.m.Size {
 			return 0, io.EOF
 		}
 		off, length := r.m.ChunkRange(r.n)

@@ -143,7 +143,8 @@ func (d *DirShare) info(name string, fi fs.FileInfo) FileInfo {
 func hidden(el string) bool { return strings.HasPrefix(el, ".vmmkit") }
 
 // List yields the share's regular files; symbolic links and the share's
-// hidden bookkeeping are skipped.
+// hidden bookkeeping are skipped. A folder it cannot read is yielded as an
+// error and skipped, and the listing goes on.
 func (d *DirShare) List(ctx context.Context) iter.Seq2[FileInfo, error] {
 	return func(yield func(FileInfo, error) bool) {
 		if err := d.online(ctx); err != nil {
@@ -152,7 +153,20 @@ func (d *DirShare) List(ctx context.Context) iter.Seq2[FileInfo, error] {
 		}
 		err := fs.WalkDir(d.root.FS(), ".", func(p string, e fs.DirEntry, err error) error {
 			if err != nil {
-				return err
+				if p == "." {
+					return err
+				}
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil // removed while listing
+				}
+				// A folder it cannot read: say so and go on with the rest.
+				if !yield(FileInfo{}, d.fail("list", p, err)) {
+					return fs.SkipAll
+				}
+				if e != nil && e.IsDir() {
+					return fs.SkipDir
+				}
+				return nil
 			}
 			if err := ctx.Err(); err != nil {
 				return err
@@ -538,9 +552,14 @@ func (u *dirUpload) Close() error {
 // cleanup closes the upload's files and removes it; mu is held.
 func (u *dirUpload) cleanup() error {
 	u.flusher.Wait()
+	// Remove before closing: while the data file is locked no other
+	// Create can open it, and once its name is gone none can find it. (The
+	// other order lets a Create lock the committed file in between, and
+	// write into it.)
+	err := u.d.root.RemoveAll(u.dir)
 	u.f.Close()
 	u.journal.Close()
-	return u.d.root.RemoveAll(u.dir)
+	return err
 }
 
 func syncDir(root *os.Root, dir string) {

@@ -17,7 +17,25 @@ import (
 
 // ChunkSize is the unit of hashing and transfer: content is hashed in
 // chunks of this size (the last may be shorter) and moved part by part.
+// Files of more than MaxChunks chunks use larger ones (ChunkSizeFor).
 const ChunkSize = 8 << 20
+
+// MaxChunks is the most chunks a file is cut into: S3 takes at most
+// 10 000 parts in an upload, and a chunk is a part.
+const MaxChunks = 10000
+
+// ChunkSizeFor returns the chunk size of a file of size bytes: ChunkSize,
+// or for files above MaxChunks × ChunkSize (about 78 GiB) the smallest
+// multiple of 1 MiB that keeps them within MaxChunks chunks. It depends on
+// the size only, so equal content has equal manifests wherever it is.
+func ChunkSizeFor(size int64) int64 {
+	if size <= MaxChunks*ChunkSize {
+		return ChunkSize
+	}
+	const mib = 1 << 20
+	c := (size + MaxChunks - 1) / MaxChunks
+	return (c + mib - 1) / mib * mib
+}
 
 // The hash algorithms a Manifest can use. BLAKE3 is the default: it hashes
 // about twice as fast as SHA-256 here (BENCHMARKS.md).
@@ -112,7 +130,7 @@ func equalBytes(a, b []byte) bool { return string(a) == string(b) }
 // HashOptions tune Hash.
 type HashOptions struct {
 	Algorithm string // BLAKE3 (default) or SHA256
-	ChunkSize int64  // 0: ChunkSize
+	ChunkSize int64  // 0: ChunkSizeFor(size)
 	// Workers hash chunks in parallel; 0 means GOMAXPROCS.
 	Workers int
 	// Progress, when set, is called with the bytes hashed so far (from
@@ -131,7 +149,7 @@ func Hash(ctx context.Context, r io.ReaderAt, size int64, opts *HashOptions) (*M
 		o.Algorithm = BLAKE3
 	}
 	if o.ChunkSize <= 0 {
-		o.ChunkSize = ChunkSize
+		o.ChunkSize = ChunkSizeFor(size)
 	}
 	if o.Workers <= 0 {
 		o.Workers = runtime.GOMAXPROCS(0)

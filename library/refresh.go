@@ -36,8 +36,10 @@ type RefreshStats struct {
 	// Offline lists the shares that failed with ErrOffline. Their replicas
 	// are kept from what the library knew before, marked Offline.
 	Offline []string
-	// Failed holds every share that could not be scanned (the offline ones
-	// too) and why. Their replicas are kept in the same way.
+	// Failed holds every share that could not be scanned, or only in part
+	// (a folder it could not read), and why; the offline ones too. What
+	// was known of the parts not scanned is kept; only an offline share's
+	// replicas are marked Offline.
 	Failed   map[string]error
 	Duration time.Duration
 }
@@ -98,6 +100,7 @@ type shareResult struct {
 	entries map[string]*entry
 	changed bool
 	err     error // why the listing did not complete
+	partial bool  // err is only about parts of the share; the rest was scanned
 }
 
 // Refresh scans the shares concurrently (at most Options.Workers files and
@@ -176,7 +179,9 @@ func (l *Library) Refresh(ctx context.Context) (RefreshStats, error) {
 			maps.Copy(merged, r.entries)
 			l.memo[name] = &shareMemo{entries: merged}
 			if r.err != nil && !isCtxErr(r.err) {
-				l.offline[name] = true
+				// A share read in part is not offline: what it could not
+				// read is kept from before, the rest is as scanned.
+				l.offline[name] = !r.partial
 				st.Failed[name] = r.err
 				if errors.Is(r.err, ErrOffline) {
 					st.Offline = append(st.Offline, name)
@@ -234,11 +239,18 @@ func (l *Library) scanShare(ctx context.Context, s Share, sem chan struct{}, c *
 		fileErr error // a file's failure that stands for the whole share
 	)
 	seen := 0
+	var partial []error
 list:
 	for fi, err := range s.List(ctx) {
 		if err != nil {
-			res.err = err
-			break
+			if errors.Is(err, ErrOffline) || isCtxErr(err) || ctx.Err() != nil {
+				res.err = err
+				break
+			}
+			// Part of the share could not be read: the rest is scanned,
+			// and what was known of the part is kept.
+			partial = append(partial, err)
+			continue
 		}
 		seen++
 		c.files.Add(1)
@@ -282,6 +294,10 @@ list:
 	}
 	if res.err == nil && seen != len(prev) {
 		res.changed = true
+	}
+	if res.err == nil && len(partial) > 0 {
+		res.err = errors.Join(partial...)
+		res.partial = true
 	}
 	return res
 }
@@ -380,7 +396,8 @@ func hashFile(ctx context.Context, r io.ReaderAt, size int64, workers int) (*Man
 		}
 		return nil, fmt.Errorf("read chunk 0 at 0: %w", err)
 	}
-	m := &Manifest{Algorithm: BLAKE3, Size: size, ChunkSize: ChunkSize, Chunks: make([][]byte, NumChunks(size, ChunkSize))}
+	cs := ChunkSizeFor(size)
+	m := &Manifest{Algorithm: BLAKE3, Size: size, ChunkSize: cs, Chunks: make([][]byte, NumChunks(size, cs))}
 	if size > 0 {
 		m.Chunks[0] = m.Sum(p)
 	}
@@ -727,7 +744,9 @@ func (l *Library) loadCache() {
 			continue
 		}
 		for p, e := range cf.Entries {
-			if e == nil || CheckName(p) != nil {
+			// The cache is a file on disk like any other: an entry that
+			// does not hold together is dropped (and its file hashed again).
+			if e == nil || CheckName(p) != nil || e.Manifest != nil && (checkManifest(e.Manifest) != nil || e.Manifest.Size != e.Info.Size) {
 				delete(cf.Entries, p)
 			}
 		}

@@ -3,11 +3,14 @@ package library
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io/fs"
 	"iter"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -437,4 +440,52 @@ func TestHashFileMatchesHash(t *testing.T) {
 	}
 	_, err := hashFile(t.Context(), bytes.NewReader(make([]byte, 10)), 20, 2)
 	assert.Error(t, err, "short file")
+}
+
+// unreadableShare hides its files under "locked/" and yields a permission
+// error for that folder instead, as a DirShare does for a folder it may
+// not read.
+type unreadableShare struct {
+	Share
+	locked *atomic.Bool
+}
+
+func (u unreadableShare) List(ctx context.Context) iter.Seq2[FileInfo, error] {
+	return func(yield func(FileInfo, error) bool) {
+		reported := false
+		for fi, err := range u.Share.List(ctx) {
+			if err == nil && u.locked.Load() && strings.HasPrefix(fi.Name, "locked/") {
+				if reported {
+					continue
+				}
+				reported = true
+				fi, err = FileInfo{}, &ShareError{Op: "list", Share: u.Name(), Name: "locked", Err: errors.Join(ErrPermission, fs.ErrPermission)}
+			}
+			if !yield(fi, err) {
+				return
+			}
+		}
+	}
+}
+
+func TestRefreshPartlyUnreadableShare(t *testing.T) {
+	a := newLibShare(t, "a", "east")
+	writeLibFile(t, a.dir, "locked/secret.vhd", makeLibVHD(t, "s", nil))
+	writeLibFile(t, a.dir, "open.iso", makeISO("OPEN", 20, false))
+	locked := &atomic.Bool{}
+	l, err := New(Options{Shares: []Share{unreadableShare{a.DirShare, locked}}})
+	require.NoError(t, err)
+	mustRefresh(t, l)
+	require.Len(t, l.Find("secret.vhd"), 1)
+
+	locked.Store(true)
+	writeLibFile(t, a.dir, "new.iso", makeISO("NEW", 20, false))
+	st := mustRefresh(t, l)
+	require.ErrorIs(t, st.Failed["a"], ErrPermission, "the unreadable folder is reported")
+	assert.Empty(t, st.Offline, "a share read in part is not offline")
+	secret := find1(t, l, "secret.vhd")
+	assert.True(t, secret.Replicas[0].Usable(), "what was known of the folder is kept, usable")
+	find1(t, l, "new.iso") // the rest of the share was scanned
+	_, err = l.Nearest(find1(t, l, "open.iso"), "east")
+	require.NoError(t, err)
 }

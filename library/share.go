@@ -27,6 +27,9 @@ type Share interface {
 	// List yields every file of the share, in no particular order. It
 	// does not yield the hidden names the share keeps for itself (those
 	// whose last element starts with ".vmmkit"), nor uploads in progress.
+	// A part of the share it cannot read (a folder without permission) is
+	// yielded as an error and the listing goes on; after an error wrapping
+	// ErrOffline, or ctx's, it ends.
 	List(ctx context.Context) iter.Seq2[FileInfo, error]
 	// Stat describes one file.
 	Stat(ctx context.Context, name string) (FileInfo, error)

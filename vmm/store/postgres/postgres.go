@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -32,11 +33,22 @@ type Store struct{ *sqldb.DB }
 // advisory lock class for this package: pg_advisory_xact_lock(lockClass, key).
 const lockClass = 0x766d6d // "vmm"
 
-// Open connects a pool to the database named by dsn (a libpq URL or
-// key=value string), creates or migrates the schema, and returns the store.
-// The caller closes it.
-func Open(ctx context.Context, dsn string) (*Store, error) {
-	pool, err := pgxpool.New(ctx, dsn)
+// Config says which database to use and how. Zero fields mean defaults.
+type Config struct {
+	// DSN names the database: a libpq URL or key=value string, with pgx's
+	// pool settings (pool_max_conns, ...) if wanted.
+	DSN string
+	// Now is the clock of timestamps and leases; nil means time.Now.
+	Now func() time.Time
+}
+
+// Open connects a pool to the database named by dsn, creates or migrates
+// the schema, and returns the store. The caller closes it.
+func Open(ctx context.Context, dsn string) (*Store, error) { return New(ctx, Config{DSN: dsn}) }
+
+// New is Open with the settings of c.
+func New(ctx context.Context, c Config) (*Store, error) {
+	pool, err := pgxpool.New(ctx, c.DSN)
 	if err != nil {
 		return nil, &store.OpError{Op: "open", Err: err}
 	}
@@ -51,6 +63,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		OwnerLock:   fmt.Sprintf("SELECT pg_advisory_xact_lock(%d, hashtext(?))", lockClass),
 		MigrateLock: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d, 0)", lockClass),
 		Classify:    classify,
+		Now:         c.Now,
 	}, func() error { pool.Close(); return nil })
 	if err != nil {
 		db.Close()

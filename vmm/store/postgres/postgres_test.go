@@ -42,8 +42,18 @@ func freshDB(t testing.TB) string {
 			return
 		}
 		defer admin.Close(ctx)
-		if _, err := admin.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
+		// FORCE ends our sessions, but not an autovacuum worker of the
+		// server's superuser that may be in the database: retry a while.
+		for i := 0; ; i++ {
+			_, err := admin.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)")
+			if err == nil {
+				return
+			}
+			if i == 20 {
+				t.Logf("left database %s behind: %v", name, err)
+				return
+			}
+			time.Sleep(250 * time.Millisecond)
 		}
 	})
 	u.Path = "/" + name

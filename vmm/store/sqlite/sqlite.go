@@ -39,6 +39,8 @@ type Config struct {
 	// MaxSize caps the file at about that many bytes (0: no cap); writes
 	// beyond it fail with store.ErrReadOnly as on a full disk.
 	MaxSize int64
+	// Now is the clock of timestamps and leases; nil means time.Now.
+	Now func() time.Time
 }
 
 // Open opens or creates the store in the file at path with default settings.
@@ -74,7 +76,7 @@ func New(ctx context.Context, c Config) (*Store, error) {
 		return nil, &store.OpError{Op: "open", ID: c.Path, Err: err}
 	}
 	db.SetMaxIdleConns(4)
-	s, err := sqldb.New(ctx, db, sqldb.Dialect{Classify: classify}, nil)
+	s, err := sqldb.New(ctx, db, sqldb.Dialect{Classify: classify, Now: c.Now}, nil)
 	if err != nil {
 		db.Close()
 		return nil, err

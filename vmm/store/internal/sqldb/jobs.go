@@ -51,7 +51,7 @@ func (s *DB) CreateJob(ctx context.Context, j store.Job) (store.Job, error) {
 		j.ID = store.NewID()
 	}
 	j.State, j.Owner, j.LeaseUntil, j.Version = store.JobQueued, "", time.Time{}, 1
-	j.CreatedAt = tm(ns(time.Now()))
+	j.CreatedAt = tm(ns(s.now()))
 	err := s.tx(ctx, "create job", j.ID, func(tx *sql.Tx) error {
 		if j.Kind == "" {
 			return invalid("Kind")
@@ -72,7 +72,7 @@ func (s *DB) CreateJob(ctx context.Context, j store.Job) (store.Job, error) {
 func (s *DB) UpdateJob(ctx context.Context, j store.Job) (store.Job, error) {
 	if final(j.State) {
 		if j.EndedAt.IsZero() {
-			j.EndedAt = time.Now()
+			j.EndedAt = s.now()
 		}
 		j.LeaseUntil = time.Time{}
 	}
@@ -136,7 +136,7 @@ func (s *DB) ClaimJob(ctx context.Context, owner string, lease time.Duration, ki
 		if owner == "" {
 			return invalid("owner")
 		}
-		now := time.Now()
+		now := s.now()
 		q := `SELECT id FROM jobs WHERE (state = 'queued' OR (state = 'running' AND lease_until < ?))`
 		args := []any{ns(now)}
 		if len(kinds) > 0 {
@@ -164,7 +164,7 @@ started_at = CASE WHEN started_at = 0 THEN ? ELSE started_at END, version = vers
 
 // RenewLease implements store.Store.
 func (s *DB) RenewLease(ctx context.Context, id, owner string, lease time.Duration) (time.Time, error) {
-	until := tm(ns(time.Now().Add(lease)))
+	until := tm(ns(s.now().Add(lease)))
 	err := s.tx(ctx, "renew lease", id, func(tx *sql.Tx) error {
 		r, err := tx.ExecContext(ctx, s.q(`UPDATE jobs SET lease_until = ? WHERE id = ? AND owner = ? AND state = 'running'`), ns(until), id, owner)
 		if err != nil {
@@ -193,7 +193,7 @@ func (s *DB) TryLead(ctx context.Context, name, owner string, ttl time.Duration)
 		if owner == "" {
 			return invalid("owner")
 		}
-		now := time.Now()
+		now := s.now()
 		r, err := tx.ExecContext(ctx, s.q(`INSERT INTO leases (name, owner, until_ns) VALUES (?, ?, ?)
 ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until_ns = excluded.until_ns
 WHERE leases.owner = excluded.owner OR leases.until_ns < ?`), name, owner, ns(now.Add(ttl)), ns(now))

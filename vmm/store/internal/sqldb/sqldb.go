@@ -28,6 +28,8 @@ type Dialect struct {
 	OwnerLock string
 	// MigrateLock, when set, runs first in the migration transaction.
 	MigrateLock string
+	// Now is the clock of timestamps and leases; nil means time.Now.
+	Now func() time.Time
 	// Classify maps a driver error to one of the store errors (wrapping
 	// it), or returns err unchanged.
 	Classify func(err error) error
@@ -54,6 +56,13 @@ func New(ctx context.Context, db *sql.DB, d Dialect, closeFn func() error) (*DB,
 		return nil, err
 	}
 	return s, nil
+}
+
+func (s *DB) now() time.Time {
+	if s.d.Now != nil {
+		return s.d.Now()
+	}
+	return time.Now()
 }
 
 func (s *DB) q(query string) string {
@@ -378,7 +387,7 @@ func (s *DB) CreateHost(ctx context.Context, h store.Host) (store.Host, error) {
 		h.ID = store.NewID()
 	}
 	if h.AddedAt.IsZero() {
-		h.AddedAt = time.Now()
+		h.AddedAt = s.now()
 	}
 	h.AddedAt = tm(ns(h.AddedAt))
 	h.Version = 1
@@ -444,11 +453,11 @@ func scanVM(r scanner) (store.VM, error) {
 	return v, err
 }
 
-func prepVM(vm store.VM) store.VM {
+func (s *DB) prepVM(vm store.VM) store.VM {
 	if vm.ID == "" {
 		vm.ID = store.NewID()
 	}
-	now := time.Now()
+	now := s.now()
 	if vm.CreatedAt.IsZero() {
 		vm.CreatedAt = now
 	}
@@ -471,14 +480,14 @@ func (s *DB) insertVM(ctx context.Context, tx *sql.Tx, vm store.VM) error {
 
 // CreateVM implements store.Store.
 func (s *DB) CreateVM(ctx context.Context, vm store.VM) (store.VM, error) {
-	vm = prepVM(vm)
+	vm = s.prepVM(vm)
 	err := s.tx(ctx, "create vm", vm.Name, func(tx *sql.Tx) error { return s.insertVM(ctx, tx, vm) })
 	return vm, err
 }
 
 // CreateVMWithinQuota implements store.Store.
 func (s *DB) CreateVMWithinQuota(ctx context.Context, vm store.VM, limit int) (store.VM, error) {
-	vm = prepVM(vm)
+	vm = s.prepVM(vm)
 	err := s.tx(ctx, "create vm within quota", vm.Name, func(tx *sql.Tx) error {
 		if s.d.OwnerLock != "" {
 			if _, err := tx.ExecContext(ctx, s.q(s.d.OwnerLock), vm.Owner); err != nil {
@@ -499,7 +508,7 @@ func (s *DB) CreateVMWithinQuota(ctx context.Context, vm store.VM, limit int) (s
 
 // UpdateVM implements store.Store.
 func (s *DB) UpdateVM(ctx context.Context, vm store.VM) (store.VM, error) {
-	vm.UpdatedAt = tm(ns(time.Now()))
+	vm.UpdatedAt = tm(ns(s.now()))
 	err := s.tx(ctx, "update vm", vm.ID, func(tx *sql.Tx) error {
 		r, err := tx.ExecContext(ctx, s.q(`UPDATE vms SET name = ?, host_id = ?, group_id = ?, template = ?, owner = ?, state = ?, points = ?, spec = ?, updated_at = ?, version = version + 1 WHERE id = ? AND version = ?`),
 			vm.Name, null(vm.HostID), vm.GroupID, vm.Template, vm.Owner, vm.State, vm.Points, raw(vm.Spec), ns(vm.UpdatedAt), vm.ID, vm.Version)

@@ -81,6 +81,10 @@ func (d *DirShare) fail(op, name string, err error) error {
 	}
 	var se *ShareError
 	if errors.As(err, &se) {
+		if se.Share == "" && se.Op == "check name" {
+			// CheckName's error: say what was being done, and where.
+			return &ShareError{Op: op, Share: d.name, Name: se.Name, Err: se.Err}
+		}
 		return err
 	}
 	kind := d.classify(err)
@@ -119,7 +123,8 @@ func (d *DirShare) classify(err error) error {
 		return nil
 	case errors.Is(err, fs.ErrNotExist):
 		return ErrNotFound
-	case errors.Is(err, fs.ErrExist):
+	case errors.Is(err, fs.ErrExist), errors.Is(err, syscall.ENOTDIR):
+		// ENOTDIR: a file stands where the name needs a folder.
 		return ErrExist
 	case errors.Is(err, fs.ErrPermission):
 		return ErrPermission

@@ -115,3 +115,23 @@ func TestDirShareCommitCutOffAfterLink(t *testing.T) {
 	require.Equal(t, data, got, "the visible file is untouched")
 	require.NoError(t, u2.Abort(ctx))
 }
+
+func TestDirShareErrorsNameTheShare(t *testing.T) {
+	s, err := NewDirShare("s", "site", t.TempDir())
+	require.NoError(t, err)
+	defer s.Close()
+	_, err = s.Stat(context.Background(), "../x")
+	var se *ShareError
+	require.ErrorAs(t, err, &se)
+	require.Equal(t, "stat", se.Op)
+	require.Equal(t, "s", se.Share)
+	require.ErrorIs(t, err, ErrInvalidName)
+
+	// A file where the name needs a folder is a name taken.
+	require.NoError(t, os.WriteFile(filepath.Join(s.Dir(), "a"), []byte("x"), 0o644))
+	u, err := s.Create(context.Background(), "a/b", 1, 4096)
+	require.NoError(t, err)
+	require.NoError(t, u.WritePart(context.Background(), 0, []byte{1}, nil))
+	require.ErrorIs(t, u.Commit(context.Background()), ErrExist)
+	require.NoError(t, u.Abort(context.Background()))
+}

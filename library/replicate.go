@@ -7,8 +7,8 @@ import (
 	"maps"
 )
 
-// Replicate copies obj to the share named toShare, under the path of the
-// replica it copies from, and adds the new replica to the library. The
+// Replicate copies obj to the share named toShare, under the path of its
+// nearest usable replica, and adds the new replica to the library. The
 // source is the usable replica nearest to the target share's site (see
 // Nearest). A source whose content no longer matches the object's manifest
 // (ErrCorrupt) is marked with a Problem, skipped from then on, and the
@@ -31,15 +31,23 @@ func (l *Library) Replicate(ctx context.Context, obj *Object, toShare string, op
 		}
 	}
 	var errs []error
-	for _, r := range l.ranked(obj, dst.Site()) {
+	ranked := l.ranked(obj, dst.Site())
+	if len(ranked) == 0 {
+		return fmt.Errorf("library: replicate %s to %s: no usable replica: %w", obj.Name, toShare, ErrNotFound)
+	}
+	// One destination name whatever the source, so that a copy that falls
+	// back to another replica resumes the upload the first one began (its
+	// parts were checked against the manifest) rather than leaving it.
+	name := ranked[0].Path
+	for _, r := range ranked {
 		src := l.byName[r.Share]
-		err := Copy(ctx, src, r.Path, m, dst, r.Path, opts)
+		err := Copy(ctx, src, r.Path, m, dst, name, opts)
 		if err == nil {
-			l.addReplica(ctx, dst, r.Path, obj.ID)
+			l.addReplica(ctx, dst, name, obj.ID)
 			return nil
 		}
 		if ctx.Err() != nil || !l.sourceFailed(r, err) {
-			return fmt.Errorf("library: replicate %s from %s:%s to %s: %w", obj.Name, r.Share, r.Path, toShare, err)
+			return fmt.Errorf("library: replicate %s from %s:%s to %s:%s: %w", obj.Name, r.Share, r.Path, toShare, name, err)
 		}
 		errs = append(errs, err)
 	}

@@ -96,3 +96,33 @@ func TestMarkDuringRefresh(t *testing.T) {
 	mustRefresh(t, l)
 	assert.Equal(t, "chunk 0: content corrupt", find1(t, l, "x.raw").Replicas[0].Problem)
 }
+
+// A replicate that falls back to a replica at another path finishes the
+// upload the first source began, under one name, and leaves no upload
+// behind.
+func TestReplicateFallbackLeavesNoUpload(t *testing.T) {
+	near := newLibShare(t, "near", "east")
+	far := newLibShare(t, "far", "west")
+	dst := newLibShare(t, "dst", "east")
+	data := bytes.Repeat([]byte("fallback"), 3*ChunkSize/8+11) // 4 chunks
+	writeLibFile(t, near.dir, "disks/a.raw", data)
+	writeLibFile(t, far.dir, "other/place/a.raw", data)
+	l := newLib(t, Options{Costs: map[[2]string]float64{{"east", "west"}: 10}}, near, far, dst)
+	mustRefresh(t, l)
+	obj := find1(t, l, "a.raw")
+
+	f, err := os.OpenFile(filepath.Join(near.dir, "disks", "a.raw"), os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteAt([]byte{'!'}, int64(len(data))-3) // the last chunk rots
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+
+	require.NoError(t, l.Replicate(t.Context(), obj, "dst", &CopyOptions{Workers: 1}))
+	got, err := os.ReadFile(filepath.Join(dst.dir, "disks", "a.raw"))
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(data, got))
+	_, err = os.Stat(filepath.Join(dst.dir, "other"))
+	require.ErrorIs(t, err, os.ErrNotExist, "one name only")
+	uploads, _ := filepath.Glob(filepath.Join(dst.dir, ".vmmkit-uploads", "*"))
+	require.Empty(t, uploads, "no upload left behind")
+}

@@ -130,6 +130,10 @@ func (s *Share) fail(op, name string, err error) error {
 	}
 	var se *library.ShareError
 	if errors.As(err, &se) {
+		if se.Share == "" && se.Op == "check name" {
+			// CheckName's error: say what was being done, and where.
+			return &library.ShareError{Op: op, Share: s.name, Name: se.Name, Err: se.Err}
+		}
 		return err
 	}
 	if kind, _ := classify(err); kind != nil && !errors.Is(err, kind) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -92,3 +93,45 @@ func sqliteDB(tb testing.TB) storetest.Opener {
 func BenchmarkStartup(b *testing.B) { storetest.BenchStartup(b, sqliteDB) }
 
 func BenchmarkJobs(b *testing.B) { storetest.BenchJobs(b, sqliteDB) }
+
+// TestReadOnlyFile opens a store whose file (and directory) the process
+// may not write: either Open fails with ErrReadOnly (SQLite cannot make the
+// WAL index of a read-only directory), or reads work and writes fail with
+// ErrReadOnly.
+func TestReadOnlyFile(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root writes read-only files; run the test binary as another user")
+	}
+	for _, tc := range []struct {
+		name   string
+		dirToo bool
+	}{{"file", false}, {"file and directory", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "vmm.db")
+			s, err := sqlite.Open(path)
+			require.NoError(t, err)
+			g, err := s.CreateGroup(t.Context(), store.HostGroup{Name: "g"})
+			require.NoError(t, err)
+			require.NoError(t, s.Close())
+			require.NoError(t, os.Chmod(path, 0o444))
+			if tc.dirToo {
+				require.NoError(t, os.Chmod(dir, 0o555))
+				t.Cleanup(func() { os.Chmod(dir, 0o755) })
+			}
+
+			ro, err := sqlite.Open(path)
+			if err != nil {
+				t.Logf("Open: %v", err)
+				assert.ErrorIs(t, err, store.ErrReadOnly, "Open")
+				return
+			}
+			defer ro.Close()
+			got, err := ro.Group(t.Context(), g.ID)
+			require.NoError(t, err, "reads work")
+			assert.Equal(t, g, got)
+			_, err = ro.CreateGroup(t.Context(), store.HostGroup{Name: "h"})
+			assert.ErrorIs(t, err, store.ErrReadOnly)
+		})
+	}
+}

@@ -52,5 +52,8 @@
 //
 //   - vmm: the Manager facade: inventory, persistent jobs, workflows, an
 //     embedded SQLite store or PostgreSQL; vmm/selfservice is the
-//     self-service web portal.
+//     self-service web portal. Its store is built:
+//     [github.com/vmmkit/vmmkit/vmm/store] (inventory, jobs with leases,
+//     leadership and quota on SQLite and PostgreSQL, with a conformance
+//     suite).
 package vmmkit

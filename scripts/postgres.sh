@@ -77,6 +77,12 @@ BIN=$(bindir) || true
 if [[ -z $BIN ]]; then
 	[[ $(id -u) -eq 0 ]] || die "postgresql is not installed (run as root, or install it yourself)"
 	log "installing postgresql"
+	# The tests run their own server: the package must not create and start
+	# a default cluster on port 5432 that nothing here would stop.
+	mkdir -p /etc/postgresql-common
+	if ! grep -qs '^create_main_cluster' /etc/postgresql-common/createcluster.conf; then
+		echo 'create_main_cluster = false' >> /etc/postgresql-common/createcluster.conf
+	fi
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq >&2
 	apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends postgresql >&2
@@ -94,7 +100,9 @@ if [[ $(id -u) -eq 0 ]]; then
 fi
 as_pg mkdir -p "$SOCK"
 
-port_taken() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+# A port is taken when something accepts on it (bash's /dev/tcp: no need
+# for ss, which minimal systems lack).
+port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() {
 	local p
 	for _ in $(seq 1 100); do
@@ -108,6 +116,7 @@ psql_su() { as_pg "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U 
 emit_env() {
 	printf "export VMM_TEST_PG_DSN='postgres://%s:%s@127.0.0.1:%s/%s?sslmode=disable'\n" \
 		"$ROLE" "$PASSWORD" "$PORT" "$DB" > "$STATE/env.sh"
+	chmod 600 "$STATE/env.sh"
 	cat "$STATE/env.sh"
 }
 
@@ -132,11 +141,15 @@ PORT=$(free_port) || die "found no free port"
 echo "$PORT" > "$STATE/port"
 log "starting postgres on 127.0.0.1:$PORT (socket in $SOCK)"
 as_pg "$BIN/pg_ctl" -D "$DATA" -l "$LOGFILE" -w -t "$START_TIMEOUT" \
-	-o "-c listen_addresses=127.0.0.1 -p $PORT -k $SOCK -c max_connections=200" start >&2 ||
+	-o "-c listen_addresses=127.0.0.1 -p $PORT -k $SOCK -c unix_socket_permissions=0700 -c max_connections=200" start >&2 ||
 	{ tail -20 "$LOGFILE" >&2; die "postgres did not start"; }
+# The superuser signs in through the socket without a password (trust), so
+# only the postgres account may reach the socket (0700 above); and a start
+# that fails from here on stops the server it started.
+trap 'as_pg "$BIN/pg_ctl" -D "$DATA" stop -m immediate >&2 || true' ERR
 deadline=$(( $(date +%s) + START_TIMEOUT ))
 until as_pg "$BIN/pg_isready" -q -h "$SOCK" -p "$PORT"; do
-	(( $(date +%s) < deadline )) || { tail -20 "$LOGFILE" >&2; die "postgres did not answer within ${START_TIMEOUT}s"; }
+	(( $(date +%s) < deadline )) || { tail -20 "$LOGFILE" >&2; as_pg "$BIN/pg_ctl" -D "$DATA" stop -m immediate >&2 || true; die "postgres did not answer within ${START_TIMEOUT}s"; }
 	sleep 0.1
 done
 
@@ -146,5 +159,6 @@ fi
 if [[ -z $(psql_su -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'") ]]; then
 	psql_su -c "CREATE DATABASE $DB OWNER $ROLE"
 fi
+trap - ERR
 log "ready"
 emit_env

@@ -15,6 +15,7 @@ package postgres
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -64,6 +65,7 @@ func New(ctx context.Context, c Config) (*Store, error) {
 		MigrateLock: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d, 0)", lockClass),
 		Classify:    classify,
 		Now:         c.Now,
+		TxOptions:   &sql.TxOptions{Isolation: sql.LevelReadCommitted},
 	}, func() error { pool.Close(); return nil })
 	if err != nil {
 		db.Close()

@@ -67,6 +67,20 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// The store's locking (SKIP LOCKED, the quota's owner lock) must hold
+// whatever isolation the server or the DSN makes the default: the whole
+// suite runs again with REPEATABLE READ as the session's default.
+func TestConformanceRepeatableReadDefault(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storetest.Opener {
+		u, err := url.Parse(freshDB(t))
+		require.NoError(t, err)
+		// pgx takes %20 for a space, not the + of url.Values.Encode.
+		u.RawQuery += "&default_transaction_isolation=repeatable%20read"
+		dsn := u.String()
+		return func() (store.Store, error) { return postgres.Open(t.Context(), dsn) }
+	})
+}
+
 func TestReadOnly(t *testing.T) {
 	dsn := freshDB(t)
 	s, err := postgres.Open(t.Context(), dsn)

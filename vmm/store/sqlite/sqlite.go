@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	msqlite "modernc.org/sqlite"
@@ -71,7 +72,9 @@ func New(ctx context.Context, c Config) (*Store, error) {
 	if c.MaxSize > 0 {
 		q.Add("_pragma", fmt.Sprintf("max_page_count(%d)", max(c.MaxSize/4096, 1)))
 	}
-	db, err := sql.Open("sqlite", "file:"+c.Path+"?"+q.Encode())
+	// The path goes into a file: URI, in which %, ? and # have meanings.
+	path := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(c.Path)
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, &store.OpError{Op: "open", ID: c.Path, Err: err}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -133,5 +134,25 @@ func TestReadOnlyFile(t *testing.T) {
 			_, err = ro.CreateGroup(t.Context(), store.HostGroup{Name: "h"})
 			assert.ErrorIs(t, err, store.ErrReadOnly)
 		})
+	}
+}
+
+// A path is a path, even with the characters a file: URI gives meanings.
+func TestOddPath(t *testing.T) {
+	for _, name := range []string{"a#b.db", "50%41.db", "q?x=1.db", "sp ace.db"} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, name)
+		s, err := sqlite.Open(path)
+		require.NoError(t, err, name)
+		_, err = s.CreateGroup(t.Context(), store.HostGroup{Name: "g"})
+		require.NoError(t, err, name)
+		require.NoError(t, s.Close())
+		_, err = os.Stat(path)
+		require.NoError(t, err, "the store is at %q", path)
+		entries, err := os.ReadDir(dir)
+		require.NoError(t, err)
+		for _, e := range entries {
+			require.True(t, strings.HasPrefix(e.Name(), name), "file %q beside %q", e.Name(), name)
+		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -46,6 +47,8 @@ func Run(t *testing.T, newDB func(t *testing.T) Opener) {
 		{"Jobs", testJobs},
 		{"Claims", testClaims},
 		{"ExpiredLease", testExpiredLease},
+		{"RenewedLeaseKept", testRenewedLeaseKept},
+		{"InvalidInput", testInvalidInput},
 		{"Leadership", testLeadership},
 		{"Quota", testQuota},
 		{"Cancelled", testCancelled},
@@ -666,4 +669,55 @@ func testClosed(t *testing.T, open func() store.Store) {
 	wantErr(t, "Groups after Close", err, store.ErrClosed)
 	_, err = s.CreateJob(ctx(t), store.Job{Kind: "k"})
 	wantErr(t, "CreateJob after Close", err, store.ErrClosed)
+}
+
+// A renewal is not undone by an update made from a copy of the job read
+// before it: the job must not become claimable while its owner works.
+func testRenewedLeaseKept(t *testing.T, open func() store.Store) {
+	a, b := open(), open()
+	c := ctx(t)
+	_, err := a.CreateJob(c, store.Job{Kind: "k"})
+	require.NoError(t, err)
+	j, err := a.ClaimJob(c, "worker", time.Second)
+	require.NoError(t, err)
+	until, err := a.RenewLease(c, j.ID, "worker", time.Hour)
+	require.NoError(t, err)
+	j.Progress = 0.5 // from the copy ClaimJob returned, before the renewal
+	j, err = a.UpdateJob(c, j)
+	require.NoError(t, err)
+	assert.True(t, j.LeaseUntil.Equal(until), "UpdateJob returns the renewed lease: got %v, want %v", j.LeaseUntil, until)
+	time.Sleep(1200 * time.Millisecond) // past the first lease
+	_, err = b.ClaimJob(c, "thief", time.Hour)
+	wantErr(t, "claim of a job whose lease was renewed", err, store.ErrNotFound)
+	j.State = store.JobSucceeded
+	j, err = a.UpdateJob(c, j)
+	require.NoError(t, err)
+	assert.True(t, j.LeaseUntil.IsZero(), "a finished job holds no lease")
+}
+
+func testInvalidInput(t *testing.T, open func() store.Store) {
+	s := open()
+	c := ctx(t)
+	g := group(t, s, "")
+	_, err := s.CreateVMWithinQuota(c, store.VM{Name: "neg", GroupID: g.ID, Owner: "eve", Points: -100}, 10)
+	wantErr(t, "negative points", err, store.ErrInvalid)
+	_, err = s.CreateVM(c, store.VM{Name: "neg2", GroupID: g.ID, Owner: "eve", Points: -1})
+	wantErr(t, "negative points without quota", err, store.ErrInvalid)
+
+	_, err = s.CreateJob(c, store.Job{Kind: "k"})
+	require.NoError(t, err)
+	_, err = s.ClaimJob(c, "w", time.Duration(math.MaxInt64))
+	wantErr(t, "a lease beyond the clock", err, store.ErrInvalid)
+	_, err = s.ClaimJob(c, "w", 0)
+	wantErr(t, "a zero lease", err, store.ErrInvalid)
+	_, err = s.TryLead(c, "leader", "a", time.Duration(math.MaxInt64))
+	wantErr(t, "a ttl beyond the clock", err, store.ErrInvalid)
+	j, err := s.ClaimJob(c, "w", time.Hour)
+	require.NoError(t, err)
+	j.State = ""
+	_, err = s.UpdateJob(c, j)
+	wantErr(t, "an empty job state", err, store.ErrInvalid)
+	j.State = "paused-forever"
+	_, err = s.UpdateJob(c, j)
+	wantErr(t, "an unknown job state", err, store.ErrInvalid)
 }

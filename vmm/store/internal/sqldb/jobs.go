@@ -74,17 +74,30 @@ func (s *DB) UpdateJob(ctx context.Context, j store.Job) (store.Job, error) {
 		if j.EndedAt.IsZero() {
 			j.EndedAt = s.now()
 		}
-		j.LeaseUntil = time.Time{}
 	}
 	j.EndedAt = tm(ns(j.EndedAt))
 	err := s.tx(ctx, "update job", j.ID, func(tx *sql.Tx) error {
+		if !validState(j.State) {
+			var one int
+			if err := tx.QueryRowContext(ctx, s.q(`SELECT 1 FROM jobs WHERE id = ?`), j.ID).Scan(&one); err != nil {
+				return notFound(err)
+			}
+			return invalid("State")
+		}
 		steps, err := stepsJSON(j.Steps)
 		if err != nil {
 			return err
 		}
-		r, err := tx.ExecContext(ctx, s.q(`UPDATE jobs SET state = ?, steps = ?, progress = ?, input = ?, result = ?, error = ?, lease_until = ?, started_at = ?, ended_at = ?, version = version + 1
+		// The lease is RenewLease's and ClaimJob's alone: a copy of the job
+		// read before a renewal must not set it back (another manager
+		// could then claim a job that still runs). A final job has none.
+		lease := ""
+		if final(j.State) {
+			lease = "lease_until = 0, "
+		}
+		r, err := tx.ExecContext(ctx, s.q(`UPDATE jobs SET state = ?, steps = ?, progress = ?, input = ?, result = ?, error = ?, `+lease+`started_at = ?, ended_at = ?, version = version + 1
 WHERE id = ? AND version = ? AND owner = ?`),
-			string(j.State), steps, j.Progress, raw(j.Input), raw(j.Result), j.Error, ns(j.LeaseUntil), ns(j.StartedAt), ns(j.EndedAt),
+			string(j.State), steps, j.Progress, raw(j.Input), raw(j.Result), j.Error, ns(j.StartedAt), ns(j.EndedAt),
 			j.ID, j.Version, j.Owner)
 		if err != nil {
 			return err
@@ -95,12 +108,36 @@ WHERE id = ? AND version = ? AND owner = ?`),
 			}
 			return err
 		}
+		var until int64
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT lease_until FROM jobs WHERE id = ?`), j.ID).Scan(&until); err != nil {
+			return err
+		}
+		j.LeaseUntil = tm(until)
 		return nil
 	})
 	if err == nil {
 		j.Version++
 	}
 	return j, err
+}
+
+func validState(st store.JobState) bool {
+	switch st {
+	case store.JobQueued, store.JobRunning, store.JobSucceeded, store.JobFailed, store.JobCancelled:
+		return true
+	}
+	return false
+}
+
+// maxLease bounds leases and leadership ttls, so that their end stays far
+// within the nanosecond clock the store keeps (which ends in 2262).
+const maxLease = 100 * 365 * 24 * time.Hour
+
+func checkLease(what string, d time.Duration) error {
+	if d <= 0 || d > maxLease {
+		return fmt.Errorf("%w: %s %v is not between 0 and %v", store.ErrInvalid, what, d, maxLease)
+	}
+	return nil
 }
 
 // Job implements store.Store.
@@ -136,6 +173,9 @@ func (s *DB) ClaimJob(ctx context.Context, owner string, lease time.Duration, ki
 		if owner == "" {
 			return invalid("owner")
 		}
+		if err := checkLease("lease", lease); err != nil {
+			return err
+		}
 		now := s.now()
 		q := `SELECT id FROM jobs WHERE (state = 'queued' OR (state = 'running' AND lease_until < ?))`
 		args := []any{ns(now)}
@@ -166,6 +206,9 @@ started_at = CASE WHEN started_at = 0 THEN ? ELSE started_at END, version = vers
 func (s *DB) RenewLease(ctx context.Context, id, owner string, lease time.Duration) (time.Time, error) {
 	until := tm(ns(s.now().Add(lease)))
 	err := s.tx(ctx, "renew lease", id, func(tx *sql.Tx) error {
+		if err := checkLease("lease", lease); err != nil {
+			return err
+		}
 		r, err := tx.ExecContext(ctx, s.q(`UPDATE jobs SET lease_until = ? WHERE id = ? AND owner = ? AND state = 'running'`), ns(until), id, owner)
 		if err != nil {
 			return err
@@ -192,6 +235,9 @@ func (s *DB) TryLead(ctx context.Context, name, owner string, ttl time.Duration)
 	err := s.tx(ctx, "lead", name, func(tx *sql.Tx) error {
 		if owner == "" {
 			return invalid("owner")
+		}
+		if err := checkLease("ttl", ttl); err != nil {
+			return err
 		}
 		now := s.now()
 		r, err := tx.ExecContext(ctx, s.q(`INSERT INTO leases (name, owner, until_ns) VALUES (?, ?, ?)

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +34,11 @@ type Dialect struct {
 	// Classify maps a driver error to one of the store errors (wrapping
 	// it), or returns err unchanged.
 	Classify func(err error) error
+	// TxOptions, when set, are the options of every transaction. The
+	// locking the store relies on (SKIP LOCKED, the owner lock of the
+	// quota) needs READ COMMITTED on PostgreSQL, whatever the server's or
+	// the DSN's default isolation is.
+	TxOptions *sql.TxOptions
 }
 
 // DB is a store.Store over a *sql.DB.
@@ -185,7 +191,7 @@ func (s *DB) tx(ctx context.Context, op, id string, fn func(tx *sql.Tx) error) e
 	if err := s.check(ctx, op, id); err != nil {
 		return err
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.db.BeginTx(ctx, s.d.TxOptions)
 	if err != nil {
 		return s.fail(ctx, op, id, err)
 	}
@@ -467,6 +473,9 @@ func (s *DB) prepVM(vm store.VM) store.VM {
 }
 
 func (s *DB) insertVM(ctx context.Context, tx *sql.Tx, vm store.VM) error {
+	if err := checkPoints(vm.Points); err != nil {
+		return err
+	}
 	if vm.GroupID == "" {
 		return invalid("GroupID")
 	}
@@ -494,11 +503,14 @@ func (s *DB) CreateVMWithinQuota(ctx context.Context, vm store.VM, limit int) (s
 				return err
 			}
 		}
-		var used int
+		if err := checkPoints(vm.Points); err != nil {
+			return err
+		}
+		var used int64
 		if err := tx.QueryRowContext(ctx, s.q(`SELECT COALESCE(SUM(points), 0) FROM vms WHERE owner = ?`), vm.Owner).Scan(&used); err != nil {
 			return err
 		}
-		if used+vm.Points > limit {
+		if used+int64(vm.Points) > int64(limit) {
 			return fmt.Errorf("%w: %s uses %d of %d points, the VM needs %d", store.ErrQuota, vm.Owner, used, limit, vm.Points)
 		}
 		return s.insertVM(ctx, tx, vm)
@@ -510,6 +522,9 @@ func (s *DB) CreateVMWithinQuota(ctx context.Context, vm store.VM, limit int) (s
 func (s *DB) UpdateVM(ctx context.Context, vm store.VM) (store.VM, error) {
 	vm.UpdatedAt = tm(ns(s.now()))
 	err := s.tx(ctx, "update vm", vm.ID, func(tx *sql.Tx) error {
+		if err := checkPoints(vm.Points); err != nil {
+			return err
+		}
 		r, err := tx.ExecContext(ctx, s.q(`UPDATE vms SET name = ?, host_id = ?, group_id = ?, template = ?, owner = ?, state = ?, points = ?, spec = ?, updated_at = ?, version = version + 1 WHERE id = ? AND version = ?`),
 			vm.Name, null(vm.HostID), vm.GroupID, vm.Template, vm.Owner, vm.State, vm.Points, raw(vm.Spec), ns(vm.UpdatedAt), vm.ID, vm.Version)
 		if err != nil {
@@ -552,4 +567,13 @@ func (s *DB) VMs(ctx context.Context, f store.VMFilter) ([]store.VM, error) {
 // DeleteVM implements store.Store.
 func (s *DB) DeleteVM(ctx context.Context, id string) error {
 	return s.del(ctx, "delete vm", "vms", id)
+}
+
+// checkPoints refuses quota points that are negative (they would lower the
+// owner's count) or beyond what the databases store.
+func checkPoints(p int) error {
+	if p < 0 || p > math.MaxInt32 {
+		return invalid("Points")
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -94,11 +95,15 @@ func (d *Driver) migrate(ctx context.Context, id string, dst hostapi.Driver, opt
 	t := time.NewTicker(progressInterval)
 	defer t.Stop()
 	aborted := false
+	var abortWait <-chan time.Time // bounds the wait for Perform after an abort
 	var last, total int64
 	for {
 		select {
 		case err := <-done:
 			if err != nil {
+				if state == hostapi.StateRunning {
+					d.keepRunning(l, dom, peer, id)
+				}
 				if aborted && ctx.Err() != nil {
 					return fmt.Errorf("%w: %w", ctx.Err(), err)
 				}
@@ -118,7 +123,15 @@ func (d *Driver) migrate(ctx context.Context, id string, dst hostapi.Driver, opt
 				// The job may not have started or may have ended; either way
 				// the Perform call returns and says which.
 				_ = l.DomainAbortJob(dom)
+				abortWait = time.After(abortTimeout)
 			}
+		case <-abortWait:
+			// The daemon did not end the migration when told to (its peer
+			// may hold it): give up waiting; the VM's state tells the rest.
+			if state == hostapi.StateRunning {
+				d.keepRunning(l, dom, peer, id)
+			}
+			return fmt.Errorf("%w: the migration did not end within %v of its abort: %w", ctx.Err(), abortTimeout, hostapi.ErrHostUnreachable)
 		case <-t.C:
 			if o.Progress == nil || aborted {
 				continue
@@ -132,6 +145,39 @@ func (d *Driver) migrate(ctx context.Context, id string, dst hostapi.Driver, opt
 		}
 	}
 }
+
+// keepRunning resumes a guest that a failed migration left paused on this
+// host (libvirt pauses it for the switchover, and a cut then can leave it
+// so), unless the destination has it: a VM never runs on both. It tries
+// for a while, as the daemon may still be ending the migration job.
+func (d *Driver) keepRunning(l *golibvirt.Libvirt, dom golibvirt.Domain, peer *Driver, id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), keepRunningTimeout)
+	defer cancel()
+	for {
+		st, _, err := l.DomainGetState(dom, 0)
+		if err != nil || golibvirt.DomainState(st) != golibvirt.DomainPaused {
+			return
+		}
+		if v, err := peer.VM(ctx, id); err == nil && v.State != hostapi.StateStopped || err != nil && !errors.Is(err, hostapi.ErrNotFound) {
+			return
+		}
+		if l.DomainResume(dom) == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// keepRunningTimeout bounds keepRunning.
+const keepRunningTimeout = 30 * time.Second
+
+// abortTimeout is how long Migrate waits, once ctx is done and the job
+// aborted, for the daemon to end the migration call.
+const abortTimeout = 30 * time.Second
 
 // progressInterval is how often Migrate reads the job's progress.
 const progressInterval = 100 * time.Millisecond

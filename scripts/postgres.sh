@@ -49,7 +49,9 @@ bindir() {
 # as_pg CMD...: run CMD as the postgres OS user when we are root.
 as_pg() {
 	if [[ $(id -u) -eq 0 ]]; then
-		runuser -u postgres -- "$@"
+		# From / : the caller's folder may be closed to the postgres user,
+		# and its tools complain that they cannot change into it.
+		(cd / && runuser -u postgres -- "$@")
 	else
 		"$@"
 	fi

@@ -489,4 +489,3 @@ func TestRefreshPartlyUnreadableShare(t *testing.T) {
 	_, err = l.Nearest(find1(t, l, "open.iso"), "east")
 	require.NoError(t, err)
 }
-

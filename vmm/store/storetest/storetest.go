@@ -699,7 +699,19 @@ func testInvalidInput(t *testing.T, open func() store.Store) {
 	s := open()
 	c := ctx(t)
 	g := group(t, s, "")
-	_, err := s.CreateVMWithinQuota(c, store.VM{Name: "neg", GroupID: g.ID, Owner: "eve", Points: -100}, 10)
+	child := group(t, s, g.ID)
+	grandchild := group(t, s, child.ID)
+	for _, parent := range []string{g.ID, child.ID, grandchild.ID} {
+		cyc := g
+		cyc.ParentID = parent
+		_, err := s.UpdateGroup(c, cyc)
+		wantErr(t, "a group moved under itself or its descendant", err, store.ErrInvalid)
+	}
+	moved := grandchild
+	moved.ParentID = g.ID
+	_, err := s.UpdateGroup(c, moved)
+	require.NoError(t, err, "a group moved up the tree")
+	_, err = s.CreateVMWithinQuota(c, store.VM{Name: "neg", GroupID: g.ID, Owner: "eve", Points: -100}, 10)
 	wantErr(t, "negative points", err, store.ErrInvalid)
 	_, err = s.CreateVM(c, store.VM{Name: "neg2", GroupID: g.ID, Owner: "eve", Points: -1})
 	wantErr(t, "negative points without quota", err, store.ErrInvalid)

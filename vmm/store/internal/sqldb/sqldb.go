@@ -318,6 +318,21 @@ func (s *DB) CreateGroup(ctx context.Context, g store.HostGroup) (store.HostGrou
 func (s *DB) UpdateGroup(ctx context.Context, g store.HostGroup) (store.HostGroup, error) {
 	res, _ := json.Marshal(g.Reserves)
 	err := s.tx(ctx, "update group", g.ID, func(tx *sql.Tx) error {
+		if g.ParentID != "" {
+			// The tree stays a tree: the new parent may not be the group
+			// itself nor one of its descendants.
+			var n int
+			err := tx.QueryRowContext(ctx, s.q(`WITH RECURSIVE up(id, parent_id) AS (
+  SELECT id, parent_id FROM host_groups WHERE id = ?
+  UNION SELECT h.id, h.parent_id FROM host_groups h JOIN up ON h.id = up.parent_id)
+SELECT COUNT(*) FROM up WHERE id = ?`), g.ParentID, g.ID).Scan(&n)
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				return fmt.Errorf("%w: group %s cannot be under %s, which is itself or below it", store.ErrInvalid, g.ID, g.ParentID)
+			}
+		}
 		r, err := tx.ExecContext(ctx, s.q(`UPDATE host_groups SET parent_id = ?, name = ?, goal = ?, reserves = ?, version = version + 1 WHERE id = ? AND version = ?`),
 			null(g.ParentID), g.Name, g.Goal, string(res), g.ID, g.Version)
 		if err != nil {

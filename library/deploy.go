@@ -87,8 +87,8 @@ func (l *Library) copyImage(ctx context.Context, obj *Object, format string, hos
 	if err := checkManifest(m); err != nil {
 		return nil, err
 	}
-	var errs []error
-	for _, r := range l.ranked(obj, site) {
+	var d *hostapi.DiskInfo
+	err = l.fromNearest(ctx, l.ranked(obj, site), "deploy "+obj.Name, func(r Replica) error {
 		share := l.byName[r.Share]
 		img := hostapi.Image{
 			Name: obj.Name, Format: format, Size: m.Size,
@@ -100,16 +100,11 @@ func (l *Library) copyImage(ctx context.Context, obj *Object, format string, hos
 				return &verifiedReader{f: f, m: m, share: r.Share, name: r.Path}, nil
 			},
 		}
-		d, err := host.CopyImage(ctx, img, dst, progress)
-		if err == nil {
-			return d, nil
-		}
-		if ctx.Err() != nil || !l.sourceFailed(r, err) {
-			return nil, fmt.Errorf("library: deploy %s from %s:%s: %w", obj.Name, r.Share, r.Path, err)
-		}
-		errs = append(errs, err)
-	}
-	return nil, fmt.Errorf("library: deploy %s: no replica could serve: %w", obj.Name, errors.Join(append(errs, ErrNotFound)...))
+		var err error
+		d, err = host.CopyImage(ctx, img, dst, progress)
+		return err
+	})
+	return d, err
 }
 
 // A verifiedReader streams a file of a share, checking each chunk against

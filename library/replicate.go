@@ -25,33 +25,26 @@ func (l *Library) Replicate(ctx context.Context, obj *Object, toShare string, op
 	if err != nil {
 		return err
 	}
-	for _, r := range l.ranked(obj, dst.Site()) {
-		if r.Share == toShare {
-			return nil
-		}
-	}
-	var errs []error
 	ranked := l.ranked(obj, dst.Site())
 	if len(ranked) == 0 {
 		return fmt.Errorf("library: replicate %s to %s: no usable replica: %w", obj.Name, toShare, ErrNotFound)
+	}
+	for _, r := range ranked {
+		if r.Share == toShare {
+			return nil
+		}
 	}
 	// One destination name whatever the source, so that a copy that falls
 	// back to another replica resumes the upload the first one began (its
 	// parts were checked against the manifest) rather than leaving it.
 	name := ranked[0].Path
-	for _, r := range ranked {
-		src := l.byName[r.Share]
-		err := Copy(ctx, src, r.Path, m, dst, name, opts)
-		if err == nil {
-			l.addReplica(ctx, dst, name, obj.ID)
-			return nil
+	return l.fromNearest(ctx, ranked, fmt.Sprintf("replicate %s to %s:%s", obj.Name, toShare, name), func(r Replica) error {
+		if err := Copy(ctx, l.byName[r.Share], r.Path, m, dst, name, opts); err != nil {
+			return err
 		}
-		if ctx.Err() != nil || !l.sourceFailed(r, err) {
-			return fmt.Errorf("library: replicate %s from %s:%s to %s:%s: %w", obj.Name, r.Share, r.Path, toShare, name, err)
-		}
-		errs = append(errs, err)
-	}
-	return fmt.Errorf("library: replicate %s to %s: no replica could serve: %w", obj.Name, toShare, errors.Join(append(errs, ErrNotFound)...))
+		l.addReplica(ctx, dst, name, obj.ID)
+		return nil
+	})
 }
 
 // CopyToHost copies obj into the local file path for a host at site, from
@@ -63,18 +56,28 @@ func (l *Library) CopyToHost(ctx context.Context, obj *Object, site, path string
 	if err != nil {
 		return err
 	}
+	return l.fromNearest(ctx, l.ranked(obj, site), fmt.Sprintf("copy %s to %s", obj.Name, path), func(r Replica) error {
+		return CopyToFile(ctx, l.byName[r.Share], r.Path, m, path, opts)
+	})
+}
+
+// fromNearest calls try with each replica of ranked in turn until one
+// succeeds. A replica that fails because of itself (its content no longer
+// matches, or its share went offline) is marked and the next is tried;
+// any other failure, or ctx's, ends it. what names the operation in errors.
+func (l *Library) fromNearest(ctx context.Context, ranked []Replica, what string, try func(Replica) error) error {
 	var errs []error
-	for _, r := range l.ranked(obj, site) {
-		err := CopyToFile(ctx, l.byName[r.Share], r.Path, m, path, opts)
+	for _, r := range ranked {
+		err := try(r)
 		if err == nil {
 			return nil
 		}
 		if ctx.Err() != nil || !l.sourceFailed(r, err) {
-			return fmt.Errorf("library: copy %s from %s:%s to %s: %w", obj.Name, r.Share, r.Path, path, err)
+			return fmt.Errorf("library: %s from %s:%s: %w", what, r.Share, r.Path, err)
 		}
 		errs = append(errs, err)
 	}
-	return fmt.Errorf("library: copy %s to %s: no replica could serve: %w", obj.Name, path, errors.Join(append(errs, ErrNotFound)...))
+	return fmt.Errorf("library: %s: no replica could serve: %w", what, errors.Join(append(errs, ErrNotFound)...))
 }
 
 // sourceFailed reports whether a copy failed because of its source

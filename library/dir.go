@@ -349,8 +349,26 @@ func (d *DirShare) Create(ctx context.Context, name string, size, partSize int64
 // off before it removed the upload: it is the visible file now, so the
 // upload is dropped and started afresh rather than written into.
 func (d *DirShare) openUpload(dir string) (*os.File, error) {
+	return openUnpublished(
+		func() (*os.File, error) {
+			return d.root.OpenFile(path.Join(dir, "data"), os.O_RDWR|os.O_CREATE, 0o644)
+		},
+		func() error {
+			if err := d.root.RemoveAll(dir); err != nil {
+				return err
+			}
+			return d.root.MkdirAll(dir, 0o755)
+		})
+}
+
+// openUnpublished opens the file of a resumable write with open and locks
+// it (ErrBusy when another writer holds it). A file with more than one link
+// was published by a commit cut off before it removed its temporary name,
+// and may since have been renamed: it is someone's file now, so it is let
+// go with discard and the file opened afresh, once.
+func openUnpublished(open func() (*os.File, error), discard func() error) (*os.File, error) {
 	for range 2 {
-		f, err := d.root.OpenFile(path.Join(dir, "data"), os.O_RDWR|os.O_CREATE, 0o644)
+		f, err := open()
 		if err != nil {
 			return nil, err
 		}
@@ -370,14 +388,11 @@ func (d *DirShare) openUpload(dir string) (*os.File, error) {
 			return f, nil
 		}
 		f.Close()
-		if err := d.root.RemoveAll(dir); err != nil {
-			return nil, err
-		}
-		if err := d.root.MkdirAll(dir, 0o755); err != nil {
+		if err := discard(); err != nil {
 			return nil, err
 		}
 	}
-	return nil, errors.New("upload data file is still linked elsewhere")
+	return nil, errors.New("the file is still linked elsewhere")
 }
 
 type dirPart struct {

@@ -453,41 +453,19 @@ func (t *tempFile) checkFree() error {
 // open opens or creates the temporary file, locks it, and returns the
 // chunks the journal lists as written if the journal is for m.
 func (t *tempFile) open(m *Manifest) ([]int, error) {
-	var f *os.File
-	for attempt := 0; ; attempt++ {
-		var err error
-		f, err = os.OpenFile(t.tmp, os.O_RDWR|os.O_CREATE, 0o644)
-		if err != nil {
-			return nil, fileErr(t.path, err)
-		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			f.Close()
-			if errors.Is(err, syscall.EWOULDBLOCK) {
-				return nil, fmt.Errorf("copy to %s: another copy to it is running: %w", t.path, ErrBusy)
+	f, err := openUnpublished(
+		func() (*os.File, error) { return os.OpenFile(t.tmp, os.O_RDWR|os.O_CREATE, 0o644) },
+		func() error {
+			os.Remove(t.journal)
+			if err := os.Remove(t.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
 			}
-			return nil, fileErr(t.path, err)
-		}
-		// A temporary file with another link was published by a commit
-		// cut off before it removed the temporary name, and may since
-		// have been renamed: it is someone's file now, so it is let go
-		// and the copy starts afresh rather than writing into it.
-		fi, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return nil, fileErr(t.path, err)
-		}
-		if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Nlink <= 1 || attempt > 0 {
-			if ok && st.Nlink > 1 {
-				f.Close()
-				return nil, fmt.Errorf("copy to %s: temporary file %s is still linked elsewhere", t.path, t.tmp)
-			}
-			break
-		}
-		f.Close()
-		os.Remove(t.journal)
-		if err := os.Remove(t.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fileErr(t.path, err)
-		}
+			return nil
+		})
+	if errors.Is(err, ErrBusy) {
+		return nil, fmt.Errorf("copy to %s: another copy to it is running: %w", t.path, ErrBusy)
+	} else if err != nil {
+		return nil, fileErr(t.path, err)
 	}
 	t.f = f
 	done := t.readJournal(m)

@@ -32,6 +32,7 @@ type Host struct {
 	GroupID     string // required
 	URI         string
 	Kind        string // driver kind
+	Site        string // where the host is, for picking library replicas near it
 	Maintenance bool
 	AddedAt     time.Time
 	Version     int64
@@ -90,10 +91,13 @@ type Job struct {
 	Owner      string    // manager instance holding the job; "" when queued
 	LeaseUntil time.Time // the Owner's claim ends then unless renewed
 	Attempts   int       // times the job was claimed
-	CreatedAt  time.Time
-	StartedAt  time.Time
-	EndedAt    time.Time
-	Version    int64
+	// CancelRequested is set by CancelJob on a running job; its Owner
+	// sees it and ends the job as cancelled.
+	CancelRequested bool
+	CreatedAt       time.Time
+	StartedAt       time.Time
+	EndedAt         time.Time
+	Version         int64
 }
 
 // VMFilter selects VMs; empty fields match everything.
@@ -161,6 +165,15 @@ type Store interface {
 	// counts the attempt. Two claimers never get the same job while its
 	// lease runs. ErrNotFound when there is none.
 	ClaimJob(ctx context.Context, owner string, lease time.Duration, kinds ...string) (Job, error)
+	// CancelJob asks job id to end: a queued job is cancelled at once, a
+	// running one gets CancelRequested for its owner to act on, and an
+	// ended one is returned as it is.
+	CancelJob(ctx context.Context, id string) (Job, error)
+	// RetryJob queues a failed or cancelled job again, keeping its steps
+	// (a runner skips the steps that succeeded) and clearing its error,
+	// result, end time and cancel request; ErrConflict for a job in any
+	// other state.
+	RetryJob(ctx context.Context, id string) (Job, error)
 	// RenewLease extends owner's lease on a running job; ErrConflict when
 	// owner no longer holds it.
 	RenewLease(ctx context.Context, id, owner string, lease time.Duration) (time.Time, error)

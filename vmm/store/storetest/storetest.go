@@ -52,6 +52,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Opener) {
 		{"Leadership", testLeadership},
 		{"Quota", testQuota},
 		{"Cancelled", testCancelled},
+		{"CancelRetry", testCancelRetry},
 		{"Persistence", testPersistence},
 		{"Closed", testClosed},
 	}
@@ -98,7 +99,7 @@ func group(t *testing.T, s store.Store, parent string) store.HostGroup {
 
 func host(t *testing.T, s store.Store, groupID string) store.Host {
 	t.Helper()
-	h, err := s.CreateHost(ctx(t), store.Host{Name: "h-" + store.NewID()[:8], GroupID: groupID, URI: "sim:///", Kind: "sim"})
+	h, err := s.CreateHost(ctx(t), store.Host{Name: "h-" + store.NewID()[:8], GroupID: groupID, URI: "sim:///", Kind: "sim", Site: "paris"})
 	require.NoError(t, err)
 	return h
 }
@@ -182,12 +183,14 @@ func testHosts(t *testing.T, open func() store.Store) {
 
 	got.Maintenance = true
 	got.GroupID = g2.ID
+	got.Site = "lyon"
 	upd, err := s.UpdateHost(c, got)
 	require.NoError(t, err)
 	again, err := s.Host(c, "h1")
 	require.NoError(t, err)
 	assert.Equal(t, upd, again)
 	assert.True(t, again.Maintenance)
+	assert.Equal(t, "lyon", again.Site, "Site")
 	_, err = s.UpdateHost(c, got)
 	wantErr(t, "UpdateHost with a stale Version", err, store.ErrConflict)
 
@@ -604,6 +607,8 @@ func testCancelled(t *testing.T, open func() store.Store) {
 		{"CreateJob", func() error { _, err := s.CreateJob(c, store.Job{Kind: "k"}); return err }},
 		{"Jobs", func() error { _, err := s.Jobs(c, store.JobFilter{}); return err }},
 		{"ClaimJob", func() error { _, err := s.ClaimJob(c, "m", time.Hour); return err }},
+		{"CancelJob", func() error { _, err := s.CancelJob(c, j.ID); return err }},
+		{"RetryJob", func() error { _, err := s.RetryJob(c, j.ID); return err }},
 		{"TryLead", func() error { _, err := s.TryLead(c, "n", "m", time.Hour); return err }},
 		{"DeleteGroup", func() error { return s.DeleteGroup(c, g.ID) }},
 	}
@@ -732,4 +737,63 @@ func testInvalidInput(t *testing.T, open func() store.Store) {
 	j.State = "paused-forever"
 	_, err = s.UpdateJob(c, j)
 	wantErr(t, "an unknown job state", err, store.ErrInvalid)
+}
+
+func testCancelRetry(t *testing.T, open func() store.Store) {
+	s, c := open(), ctx(t)
+	_, err := s.CancelJob(c, "missing")
+	wantErr(t, "cancel a missing job", err, store.ErrNotFound)
+	_, err = s.RetryJob(c, "missing")
+	wantErr(t, "retry a missing job", err, store.ErrNotFound)
+
+	// A queued job is cancelled at once and no longer claimed.
+	q, err := s.CreateJob(c, store.Job{Kind: "q"})
+	require.NoError(t, err)
+	got, err := s.CancelJob(c, q.ID)
+	require.NoError(t, err)
+	assert.Equal(t, store.JobCancelled, got.State, "queued job after CancelJob")
+	assert.False(t, got.EndedAt.IsZero(), "cancelled job has an end time")
+	_, err = s.ClaimJob(c, "m1", time.Hour, "q")
+	wantErr(t, "claim a cancelled job", err, store.ErrNotFound)
+
+	// A running job gets the request; its owner sees it and ends it.
+	r, err := s.CreateJob(c, store.Job{Kind: "r", Steps: []store.Step{{Name: "one"}, {Name: "two"}}})
+	require.NoError(t, err)
+	r, err = s.ClaimJob(c, "m1", time.Hour, "r")
+	require.NoError(t, err)
+	_, err = s.RetryJob(c, r.ID)
+	wantErr(t, "retry a running job", err, store.ErrConflict)
+	asked, err := s.CancelJob(c, r.ID)
+	require.NoError(t, err)
+	assert.Equal(t, store.JobRunning, asked.State, "a running job keeps running until its owner ends it")
+	assert.True(t, asked.CancelRequested, "CancelRequested")
+	again, err := s.CancelJob(c, r.ID)
+	require.NoError(t, err)
+	assert.Equal(t, asked.Version, again.Version, "a second request changes nothing")
+	seen, err := s.Job(c, r.ID)
+	require.NoError(t, err)
+	assert.True(t, seen.CancelRequested, "the owner reads CancelRequested")
+	seen.State, seen.Error = store.JobFailed, "boom"
+	seen.Steps[0].State, seen.Steps[1].State = store.JobSucceeded, store.JobFailed
+	ended, err := s.UpdateJob(c, seen)
+	require.NoError(t, err)
+	asked, err = s.CancelJob(c, r.ID)
+	require.NoError(t, err)
+	assert.Equal(t, ended.Version, asked.Version, "cancelling an ended job changes nothing")
+
+	// Retry queues it again with its steps, without the error and request.
+	re, err := s.RetryJob(c, r.ID)
+	require.NoError(t, err)
+	assert.Equal(t, store.JobQueued, re.State)
+	assert.Empty(t, re.Error, "error cleared")
+	assert.False(t, re.CancelRequested, "cancel request cleared")
+	assert.True(t, re.EndedAt.IsZero(), "end time cleared")
+	require.Len(t, re.Steps, 2)
+	assert.Equal(t, store.JobSucceeded, re.Steps[0].State, "steps kept")
+	claimed, err := s.ClaimJob(c, "m2", time.Hour, "r")
+	require.NoError(t, err)
+	assert.Equal(t, r.ID, claimed.ID)
+	assert.Equal(t, 2, claimed.Attempts, "attempts counted across retries")
+	_, err = s.RetryJob(c, q.ID)
+	require.NoError(t, err, "a cancelled job can be retried")
 }

@@ -12,14 +12,15 @@ import (
 	"github.com/vmmkit/vmmkit/vmm/store"
 )
 
-const jobCols = `id, kind, user_name, state, steps, progress, input, result, error, owner, lease_until, attempts, created_at, started_at, ended_at, version`
+const jobCols = `id, kind, user_name, state, steps, progress, input, result, error, owner, lease_until, attempts, created_at, started_at, ended_at, version, cancel_requested`
 
 func scanJob(r scanner) (store.Job, error) {
 	var j store.Job
 	var steps, input, result string
-	var lease, created, started, ended int64
+	var lease, created, started, ended, cancel int64
 	err := r.Scan(&j.ID, &j.Kind, &j.User, &j.State, &steps, &j.Progress, &input, &result, &j.Error, &j.Owner,
-		&lease, &j.Attempts, &created, &started, &ended, &j.Version)
+		&lease, &j.Attempts, &created, &started, &ended, &j.Version, &cancel)
+	j.CancelRequested = cancel != 0
 	if err != nil {
 		return j, err
 	}
@@ -50,7 +51,7 @@ func (s *DB) CreateJob(ctx context.Context, j store.Job) (store.Job, error) {
 	if j.ID == "" {
 		j.ID = store.NewID()
 	}
-	j.State, j.Owner, j.LeaseUntil, j.Version = store.JobQueued, "", time.Time{}, 1
+	j.State, j.Owner, j.LeaseUntil, j.Version, j.CancelRequested = store.JobQueued, "", time.Time{}, 1, false
 	j.CreatedAt = tm(ns(s.now()))
 	err := s.tx(ctx, "create job", j.ID, func(tx *sql.Tx) error {
 		if j.Kind == "" {
@@ -60,7 +61,7 @@ func (s *DB) CreateJob(ctx context.Context, j store.Job) (store.Job, error) {
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO jobs (`+jobCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO jobs (`+jobCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)`),
 			j.ID, j.Kind, j.User, string(j.State), steps, j.Progress, raw(j.Input), raw(j.Result), j.Error, j.Owner,
 			ns(j.LeaseUntil), j.Attempts, ns(j.CreatedAt), ns(j.StartedAt), ns(j.EndedAt), j.Version)
 		return err
@@ -198,6 +199,51 @@ started_at = CASE WHEN started_at = 0 THEN ? ELSE started_at END, version = vers
 		}
 		j, err = scanJob(tx.QueryRowContext(ctx, s.q(`SELECT `+jobCols+` FROM jobs WHERE id = ?`), id))
 		return err
+	})
+	return j, err
+}
+
+// CancelJob implements store.Store.
+func (s *DB) CancelJob(ctx context.Context, id string) (store.Job, error) {
+	var j store.Job
+	err := s.tx(ctx, "cancel job", id, func(tx *sql.Tx) error {
+		now := ns(s.now())
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE jobs SET state = 'cancelled', error = 'cancelled before it started', ended_at = ?, version = version + 1
+WHERE id = ? AND state = 'queued'`), now, id); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE jobs SET cancel_requested = 1, version = version + 1
+WHERE id = ? AND state = 'running' AND cancel_requested = 0`), id); err != nil {
+			return err
+		}
+		var err error
+		j, err = scanJob(tx.QueryRowContext(ctx, s.q(`SELECT `+jobCols+` FROM jobs WHERE id = ?`), id))
+		return notFound(err)
+	})
+	return j, err
+}
+
+// RetryJob implements store.Store.
+func (s *DB) RetryJob(ctx context.Context, id string) (store.Job, error) {
+	var j store.Job
+	err := s.tx(ctx, "retry job", id, func(tx *sql.Tx) error {
+		r, err := tx.ExecContext(ctx, s.q(`UPDATE jobs SET state = 'queued', error = '', result = '', owner = '', lease_until = 0, ended_at = 0,
+cancel_requested = 0, version = version + 1 WHERE id = ? AND state IN ('failed', 'cancelled')`), id)
+		if err != nil {
+			return err
+		}
+		n, err := r.RowsAffected()
+		if err != nil {
+			return err
+		}
+		j, err = scanJob(tx.QueryRowContext(ctx, s.q(`SELECT `+jobCols+` FROM jobs WHERE id = ?`), id))
+		if err != nil {
+			return notFound(err)
+		}
+		if n == 0 {
+			return fmt.Errorf("%w: job is %s; only a failed or cancelled job can be retried", store.ErrConflict, j.State)
+		}
+		return nil
 	})
 	return j, err
 }

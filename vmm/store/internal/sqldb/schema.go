@@ -65,6 +65,8 @@ CREATE TABLE leases (
 	owner TEXT NOT NULL,
 	until_ns BIGINT NOT NULL
 );`,
+	`ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE hosts ADD COLUMN site TEXT NOT NULL DEFAULT ''`,
 }
 
 // Version is the schema version this code writes.

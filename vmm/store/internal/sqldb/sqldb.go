@@ -390,13 +390,13 @@ func list[T any](s *DB, ctx context.Context, op, query string, args []any, scan 
 
 // --- hosts
 
-const hostCols = `id, name, group_id, uri, kind, maintenance, added_at, version`
+const hostCols = `id, name, group_id, uri, kind, maintenance, added_at, version, site`
 
 func scanHost(r scanner) (store.Host, error) {
 	var h store.Host
 	var m int
 	var added int64
-	err := r.Scan(&h.ID, &h.Name, &h.GroupID, &h.URI, &h.Kind, &m, &added, &h.Version)
+	err := r.Scan(&h.ID, &h.Name, &h.GroupID, &h.URI, &h.Kind, &m, &added, &h.Version, &h.Site)
 	h.Maintenance = m != 0
 	h.AddedAt = tm(added)
 	return h, err
@@ -416,8 +416,8 @@ func (s *DB) CreateHost(ctx context.Context, h store.Host) (store.Host, error) {
 		if h.GroupID == "" {
 			return invalid("GroupID")
 		}
-		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO hosts (`+hostCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
-			h.ID, h.Name, h.GroupID, h.URI, h.Kind, b2i(h.Maintenance), ns(h.AddedAt), h.Version)
+		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO hosts (`+hostCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			h.ID, h.Name, h.GroupID, h.URI, h.Kind, b2i(h.Maintenance), ns(h.AddedAt), h.Version, h.Site)
 		return err
 	})
 	return h, err
@@ -426,8 +426,8 @@ func (s *DB) CreateHost(ctx context.Context, h store.Host) (store.Host, error) {
 // UpdateHost implements store.Store.
 func (s *DB) UpdateHost(ctx context.Context, h store.Host) (store.Host, error) {
 	err := s.tx(ctx, "update host", h.ID, func(tx *sql.Tx) error {
-		r, err := tx.ExecContext(ctx, s.q(`UPDATE hosts SET name = ?, group_id = ?, uri = ?, kind = ?, maintenance = ?, added_at = ?, version = version + 1 WHERE id = ? AND version = ?`),
-			h.Name, h.GroupID, h.URI, h.Kind, b2i(h.Maintenance), ns(h.AddedAt), h.ID, h.Version)
+		r, err := tx.ExecContext(ctx, s.q(`UPDATE hosts SET name = ?, group_id = ?, uri = ?, kind = ?, maintenance = ?, added_at = ?, site = ?, version = version + 1 WHERE id = ? AND version = ?`),
+			h.Name, h.GroupID, h.URI, h.Kind, b2i(h.Maintenance), ns(h.AddedAt), h.Site, h.ID, h.Version)
 		if err != nil {
 			return err
 		}

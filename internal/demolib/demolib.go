@@ -23,7 +23,7 @@ type Options struct {
 	// VCPU and MemoryMiB of the hardware profile (2 and 2048).
 	VCPU      int
 	MemoryMiB int64
-	// Network of the profile's NIC ("default").
+	// Network of the profile's NIC ("default"); "none" means no NIC.
 	Network string
 	// Seed of the disk's content.
 	Seed uint64
@@ -82,8 +82,10 @@ func Build(dir string, o Options) error {
 	}
 	profile := map[string]any{
 		"kind": "hardware-profile", "name": o.Template + "-hw", "vcpu": o.VCPU, "memoryMiB": o.MemoryMiB,
-		"nics": []map[string]string{{"network": o.Network}}, "bootOrder": []string{"disk"},
-		"description": fmt.Sprintf("%d vCPU, %d MiB", o.VCPU, o.MemoryMiB),
+		"bootOrder": []string{"disk"}, "description": fmt.Sprintf("%d vCPU, %d MiB", o.VCPU, o.MemoryMiB),
+	}
+	if o.Network != "none" {
+		profile["nics"] = []map[string]string{{"network": o.Network}}
 	}
 	tmpl := map[string]any{
 		"kind": "template", "name": o.Template, "hardwareProfile": o.Template + "-hw",

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/vmmkit/vmmkit/hostapi"
 )
@@ -69,14 +71,56 @@ func (l *Library) Deploy(ctx context.Context, obj *Object, host hostapi.Driver, 
 		return d, err
 	}
 	// The host does not have the parent (or the pool is missing, which
-	// the copy will say): copy it, then make the child. Another deploy
-	// copying the same parent at the same time is fine: one of the two
-	// copies fails with ErrExists and both go on.
+	// the copy will say): copy it, then make the child. Deploys of this
+	// Library copy one parent to one host one at a time; the others wait
+	// and find it there.
 	parent := hostapi.DiskSpec{Pool: dst.Pool, Name: child.Parent}
-	if _, err := l.copyImage(ctx, obj, format, host, site, parent, o.Progress); err != nil && !errors.Is(err, hostapi.ErrExists) {
-		return nil, err
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		unlock := l.lockParent(host, dst.Pool, child.Parent)
+		d, err = host.CreateDisk(ctx, child)
+		if err == nil || !errors.Is(err, hostapi.ErrNotFound) {
+			unlock()
+			return d, err
+		}
+		_, err = l.copyImage(ctx, obj, format, host, site, parent, o.Progress)
+		unlock()
+		if err == nil {
+			return host.CreateDisk(ctx, child)
+		}
+		if !errors.Is(err, hostapi.ErrExists) {
+			return nil, err
+		}
+		// Another process is copying the parent, and a disk appears only
+		// once complete: wait, then look again (and copy it if that copy
+		// failed).
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("library: deploy %s: waiting for parent %s on the host: %w", obj.Name, child.Parent, context.Cause(ctx))
+		case <-time.After(wait):
+		}
 	}
-	return host.CreateDisk(ctx, child)
+}
+
+type parentKey struct {
+	host       hostapi.Driver
+	pool, name string
+}
+
+// lockParent serializes Deploy's copies of one cached parent to one host.
+func (l *Library) lockParent(host hostapi.Driver, pool, name string) (unlock func()) {
+	k := parentKey{host, pool, name}
+	l.parentsMu.Lock()
+	if l.parents == nil {
+		l.parents = map[parentKey]*sync.Mutex{}
+	}
+	mu := l.parents[k]
+	if mu == nil {
+		mu = new(sync.Mutex)
+		l.parents[k] = mu
+	}
+	l.parentsMu.Unlock()
+	mu.Lock()
+	return mu.Unlock
 }
 
 func (l *Library) copyImage(ctx context.Context, obj *Object, format string, host hostapi.Driver, site string, dst hostapi.DiskSpec, progress hostapi.Progress) (*hostapi.DiskInfo, error) {

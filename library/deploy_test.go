@@ -1,8 +1,11 @@
 package library
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -81,4 +84,39 @@ func TestDeploy(t *testing.T) {
 	// Only disks deploy.
 	_, err = l.Deploy(ctx, find1(t, l, "setup.ps1"), host, "east", hostapi.DiskSpec{Pool: "default", Name: "x"}, nil)
 	require.ErrorContains(t, err, "not a disk image")
+}
+
+// Deploys over one parent to one host at the same time: every one gets its
+// child, and the parent crosses once (the simulator holds a disk's name
+// from the start of its copy, so without the wait the others would find
+// the name taken and the parent not there yet).
+func TestDeployDifferencingConcurrent(t *testing.T) {
+	ctx := t.Context()
+	sh := newLibShare(t, "near", "east")
+	data := makeLibVHD(t, "shared parent", nil)
+	writeLibFile(t, sh.dir, "base.vhd", data)
+	l := newLib(t, Options{}, sh)
+	mustRefresh(t, l)
+	obj := find1(t, l, "base.vhd")
+	fleet, err := sim.New(sim.Config{Count: 1, TimeScale: 0.2, DiskSpeed: 8 << 20})
+	require.NoError(t, err)
+	host := fleet.Host("host1")
+	var copies atomic.Int64
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Go(func() {
+			_, errs[i] = l.Deploy(ctx, obj, host, "east", hostapi.DiskSpec{Pool: "default", Name: fmt.Sprintf("vm%d.vhd", i)},
+				&DeployOptions{Differencing: true, Progress: func(done, total int64) {
+					if done == total {
+						copies.Add(1)
+					}
+				}})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		assert.NoError(t, err, "deploy %d", i)
+	}
+	assert.Equal(t, int64(1), copies.Load(), "copies of the parent")
 }

@@ -57,6 +57,9 @@ type Library struct {
 	sorted  []*Object
 	offline map[string]bool // shares that failed the last Refresh
 	loaded  bool            // CacheDir read
+
+	parentsMu sync.Mutex
+	parents   map[parentKey]*sync.Mutex // Deploy's copies of cached parents
 }
 
 // New returns a library over opts.Shares. It does not touch the shares:

@@ -79,7 +79,17 @@ func (m *Manager) driver(ctx context.Context, hostID string) (hostapi.Driver, er
 	hc := m.hosts[hostID]
 	m.mu.Unlock()
 	if hc == nil {
-		return nil, fmt.Errorf("vmm: host %s: %w", hostID, store.ErrNotFound)
+		// Added by another manager since this one started.
+		h, err := m.st.Host(ctx, hostID)
+		if err != nil {
+			return nil, fmt.Errorf("vmm: host %s: %w", hostID, err)
+		}
+		m.mu.Lock()
+		if hc = m.hosts[hostID]; hc == nil {
+			hc = newHostConn(h)
+			m.hosts[hostID] = hc
+		}
+		m.mu.Unlock()
 	}
 	return m.connect(ctx, hc)
 }
@@ -233,12 +243,12 @@ func (m *Manager) AddHost(ctx context.Context, groupID, uri string, opts *HostOp
 	m.mu.Unlock()
 	if lead {
 		// Adopt the host's VMs now, so that the caller sees them.
-		if err := m.reconcile(ctx, hc, nil); err != nil {
+		if err := m.reconcile(ctx, hc, nil, nil); err != nil {
 			m.log.Warn("first sync of a new host", "host", rec.Name, "err", err)
 		}
 		m.mu.Lock()
 		if m.leading && m.stopLead != nil {
-			m.watchHost(m.leadCtx(), hc)
+			m.watchHost(m.leadCtx(), hc, nil)
 		}
 		m.mu.Unlock()
 	}

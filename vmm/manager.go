@@ -225,21 +225,77 @@ func (m *Manager) tryLead(ctx context.Context) {
 		led = false
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.closed || led == m.leading {
+		m.mu.Unlock()
+		if led {
+			m.refreshHosts(ctx)
+		}
 		return
 	}
 	m.leading = led
-	if led {
-		lctx, cancel := context.WithCancel(m.ctx)
-		m.stopLead, m.leadContext = cancel, lctx
-		m.log.Info("leading: watching the hosts", "instance", m.id)
-		for _, hc := range m.hosts {
-			m.watchHost(lctx, hc)
-		}
-	} else {
+	if !led {
 		m.log.Info("no longer leading", "instance", m.id)
 		m.stopLead()
+		m.mu.Unlock()
+		return
+	}
+	lctx, cancel := context.WithCancel(m.ctx)
+	m.stopLead, m.leadContext = cancel, lctx
+	m.mu.Unlock()
+	m.log.Info("leading: watching the hosts", "instance", m.id)
+	// One read of every VM serves the first comparison with each host.
+	byHost := map[string][]store.VM{}
+	if vms, err := m.st.VMs(ctx, store.VMFilter{}); err == nil {
+		for _, v := range vms {
+			byHost[v.HostID] = append(byHost[v.HostID], v)
+		}
+	} else {
+		byHost = nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.leading || m.leadContext != lctx {
+		return
+	}
+	for id, hc := range m.hosts {
+		var first *[]store.VM
+		if byHost != nil {
+			recs := byHost[id]
+			first = &recs
+		}
+		m.watchHost(lctx, hc, first)
+	}
+}
+
+// refreshHosts picks up hosts other managers added or removed.
+func (m *Manager) refreshHosts(ctx context.Context) {
+	hosts, err := m.st.Hosts(ctx, "")
+	if err != nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	seen := map[string]bool{}
+	for _, h := range hosts {
+		seen[h.ID] = true
+		hc := m.hosts[h.ID]
+		if hc == nil {
+			hc = newHostConn(h)
+			m.hosts[h.ID] = hc
+		} else {
+			hc.mu.Lock()
+			hc.rec = h
+			hc.mu.Unlock()
+		}
+		if m.leading && m.leadContext != nil {
+			m.watchHost(m.leadContext, hc, nil)
+		}
+	}
+	for id, hc := range m.hosts {
+		if !seen[id] {
+			delete(m.hosts, id)
+			go hc.close()
+		}
 	}
 }
 

@@ -17,7 +17,7 @@ func (m *Manager) leadCtx() context.Context {
 // watchHost starts the leader's watch of one host: a first comparison of
 // the inventory with the host, then its events, reconnecting with backoff
 // when the host fails. m.mu must be held.
-func (m *Manager) watchHost(ctx context.Context, hc *hostConn) {
+func (m *Manager) watchHost(ctx context.Context, hc *hostConn, first *[]store.VM) {
 	hc.mu.Lock()
 	if hc.watched {
 		hc.mu.Unlock()
@@ -31,11 +31,11 @@ func (m *Manager) watchHost(ctx context.Context, hc *hostConn) {
 			hc.watched = false
 			hc.mu.Unlock()
 		}()
-		m.watchLoop(ctx, hc)
+		m.watchLoop(ctx, hc, first)
 	})
 }
 
-func (m *Manager) watchLoop(ctx context.Context, hc *hostConn) {
+func (m *Manager) watchLoop(ctx context.Context, hc *hostConn, recs *[]store.VM) {
 	first := true
 	markSynced := func() {
 		if first {
@@ -56,7 +56,8 @@ func (m *Manager) watchLoop(ctx context.Context, hc *hostConn) {
 		if !still {
 			return
 		}
-		err := m.watchOnce(ctx, hc, markSynced)
+		err := m.watchOnce(ctx, hc, recs, markSynced)
+		recs = nil
 		markSynced()
 		if ctx.Err() != nil {
 			return
@@ -73,7 +74,7 @@ func (m *Manager) watchLoop(ctx context.Context, hc *hostConn) {
 
 // watchOnce subscribes to the host's events, compares the inventory with
 // the host, then applies events until the connection fails.
-func (m *Manager) watchOnce(ctx context.Context, hc *hostConn, synced func()) error {
+func (m *Manager) watchOnce(ctx context.Context, hc *hostConn, recs *[]store.VM, synced func()) error {
 	drv, err := m.connect(ctx, hc)
 	if err != nil {
 		return err
@@ -98,7 +99,7 @@ func (m *Manager) watchOnce(ctx context.Context, hc *hostConn, synced func()) er
 			}
 		}
 	}()
-	if err := m.reconcile(ctx, hc, drv); err != nil {
+	if err := m.reconcile(ctx, hc, drv, recs); err != nil {
 		if errors.Is(err, hostapi.ErrHostUnreachable) || errors.Is(err, hostapi.ErrClosed) {
 			hc.dropDriver(drv, err)
 		}
@@ -123,8 +124,9 @@ func (m *Manager) watchOnce(ctx context.Context, hc *hostConn, synced func()) er
 // reconcile makes the inventory agree with what the host runs: VMs it has
 // and the inventory does not are adopted, states are brought up to date,
 // and VMs of the inventory it does not have are marked VMMissing. Records
-// that a CreateVM job owns are left to it. drv nil means connect.
-func (m *Manager) reconcile(ctx context.Context, hc *hostConn, drv hostapi.Driver) error {
+// that a CreateVM job owns are left to it. drv nil means connect; known,
+// when set, is the host's records (read from the store when nil).
+func (m *Manager) reconcile(ctx context.Context, hc *hostConn, drv hostapi.Driver, known *[]store.VM) error {
 	if drv == nil {
 		var err error
 		if drv, err = m.connect(ctx, hc); err != nil {
@@ -139,8 +141,10 @@ func (m *Manager) reconcile(ctx context.Context, hc *hostConn, drv hostapi.Drive
 	if err != nil {
 		return err
 	}
-	recs, err := m.st.VMs(ctx, store.VMFilter{HostID: h.ID})
-	if err != nil {
+	var recs []store.VM
+	if known != nil {
+		recs = *known
+	} else if recs, err = m.st.VMs(ctx, store.VMFilter{HostID: h.ID}); err != nil {
 		return err
 	}
 	byName := make(map[string]store.VM, len(recs))

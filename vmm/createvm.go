@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"sync"
 
 	"github.com/vmmkit/vmmkit/hostapi"
 	"github.com/vmmkit/vmmkit/library"
@@ -194,17 +195,17 @@ func (m *Manager) createVM(ctx context.Context, r *Run, in createInput, plan *vm
 		return err
 	}
 
+	// The place step counts the VM on its host (pending) while it is
+	// being made, so that placements meanwhile see it.
+	var pending placement.Vector
 	p, err := Do(ctx, r, "place", func(ctx context.Context, _ bool) (vmPlan, error) {
-		return m.placeVM(ctx, in)
+		return m.placeVM(ctx, in, &pending)
 	})
+	defer m.addPending(p.HostID, pending, -1)
 	*plan = p
 	if err != nil {
 		return err
 	}
-	// Count the VM on its host while it is being made, for other
-	// placements meanwhile.
-	m.addPending(p.HostID, float64(p.Memory))
-	defer m.addPending(p.HostID, -float64(p.Memory))
 	if _, err := m.updateVM(ctx, in.VMID, func(vm *store.VM) bool {
 		if vm.HostID == p.HostID {
 			return false
@@ -377,7 +378,10 @@ func (m *Manager) undoCreate(ctx context.Context, in createInput, p vmPlan) erro
 }
 
 // placeVM resolves the template and rates the hosts of the group.
-func (m *Manager) placeVM(ctx context.Context, in createInput) (vmPlan, error) {
+// Placements in one group are serialized from the rating to the VM's
+// demand counted on its host, so that VMs placed at the same time do not
+// all go to the host that was best before any of them.
+func (m *Manager) placeVM(ctx context.Context, in createInput, pending *placement.Vector) (vmPlan, error) {
 	lib := m.cfg.Library
 	var p vmPlan
 	if in.Template != "" {
@@ -430,6 +434,8 @@ func (m *Manager) placeVM(ctx context.Context, in createInput) (vmPlan, error) {
 	if err != nil {
 		return p, err
 	}
+	unlock := m.lockGroup(g.ID)
+	defer unlock()
 	hosts, err := m.placementHosts(ctx, g, 0)
 	if err != nil {
 		return p, err
@@ -494,6 +500,8 @@ func (m *Manager) placeVM(ctx context.Context, in createInput) (vmPlan, error) {
 	if err != nil {
 		return p, err
 	}
+	*pending = placement.Sizer{Sizing: m.cfg.Placement.Sizing, DefaultCPU: m.cfg.Placement.DefaultCPU}.Demand(pvm, pick.Host)
+	m.addPending(h.ID, *pending, 1)
 	p.HostID, p.HostName, p.Site, p.Stars = h.ID, h.Name, h.Site, pick.Stars
 	// The pool with the most room.
 	vols := slices.Clone(pick.Host.Volumes)
@@ -531,14 +539,36 @@ func findObject(lib *library.Library, ref string, kinds ...library.Kind) (*libra
 	return found[0], nil
 }
 
-func (m *Manager) addPending(hostID string, memMiB float64) {
+// addPending adds sign × d to the demand counted on a host for VMs being
+// made there.
+func (m *Manager) addPending(hostID string, d placement.Vector, sign float64) {
+	if hostID == "" || d == (placement.Vector{}) {
+		return
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	d := m.pending[hostID]
-	d[placement.Memory] += memMiB
-	if d[placement.Memory] <= 0 {
+	cur := m.pending[hostID]
+	zero := true
+	for r := range cur {
+		cur[r] = max(0, cur[r]+sign*d[r])
+		zero = zero && cur[r] < 1e-9
+	}
+	if zero {
 		delete(m.pending, hostID)
 		return
 	}
-	m.pending[hostID] = d
+	m.pending[hostID] = cur
+}
+
+// lockGroup serializes placements in one host group.
+func (m *Manager) lockGroup(id string) (unlock func()) {
+	m.mu.Lock()
+	mu := m.groupLocks[id]
+	if mu == nil {
+		mu = new(sync.Mutex)
+		m.groupLocks[id] = mu
+	}
+	m.mu.Unlock()
+	mu.Lock()
+	return mu.Unlock
 }

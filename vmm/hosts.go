@@ -50,6 +50,7 @@ type hostConn struct {
 	err     error // why the last connection attempt failed
 	info    *hostapi.HostInfo
 	infoAt  time.Time
+	known   *hostapi.HostInfo // the last facts the host gave
 	watched bool
 }
 
@@ -150,7 +151,7 @@ func (m *Manager) hostInfo(ctx context.Context, hc *hostConn, maxAge time.Durati
 		return nil, err
 	}
 	hc.mu.Lock()
-	hc.info, hc.infoAt = info, time.Now()
+	hc.info, hc.infoAt, hc.known = info, time.Now(), info
 	hc.mu.Unlock()
 	return info, nil
 }
@@ -371,12 +372,22 @@ func (m *Manager) placementHosts(ctx context.Context, g store.HostGroup, maxAge 
 			info, err := m.hostInfo(ctx, hc, maxAge)
 			switch {
 			case err != nil:
+				// Rated with its last known facts, so that its rating
+				// says it does not respond (placement rejects it).
 				ph.State = placement.NotResponding
-				return
+				hc.mu.Lock()
+				info = hc.known
+				hc.mu.Unlock()
+				if info == nil {
+					info = &hostapi.HostInfo{CPUCores: 1, CPUMHz: 1, MemoryTotal: 1 << 20, MemoryFree: 1 << 20}
+				}
 			case h.Maintenance:
 				ph.State = placement.Maintenance
 			}
 			fillPlacementHost(ph, info, g.Reserves)
+			if ph.State == placement.NotResponding {
+				return
+			}
 			if drv, err := m.connect(ctx, hc); err == nil && drv.Supports(hostapi.LiveMigration) {
 				ph.Features = append(ph.Features, "live-migration")
 			}

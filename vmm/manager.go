@@ -54,6 +54,7 @@ type Manager struct {
 	watch       map[string]chan struct{}
 	wakeCh      chan struct{}
 	pending     map[string]placement.Vector // demand of VMs being created, by host ID
+	groupLocks  map[string]*sync.Mutex      // placements in a group, one at a time
 	leading     bool
 	stopLead    context.CancelFunc
 	leadContext context.Context
@@ -66,15 +67,16 @@ type Manager struct {
 func New(cfg Config) (*Manager, error) {
 	cfg.defaults()
 	m := &Manager{
-		cfg:     cfg,
-		st:      cfg.Store,
-		log:     cfg.Logger,
-		id:      cfg.Instance,
-		hosts:   map[string]*hostConn{},
-		running: map[string]*Run{},
-		watch:   map[string]chan struct{}{},
-		wakeCh:  make(chan struct{}),
-		pending: map[string]placement.Vector{},
+		cfg:        cfg,
+		st:         cfg.Store,
+		log:        cfg.Logger,
+		id:         cfg.Instance,
+		hosts:      map[string]*hostConn{},
+		running:    map[string]*Run{},
+		watch:      map[string]chan struct{}{},
+		wakeCh:     make(chan struct{}),
+		pending:    map[string]placement.Vector{},
+		groupLocks: map[string]*sync.Mutex{},
 	}
 	if m.id == "" {
 		hn, _ := os.Hostname()

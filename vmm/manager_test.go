@@ -426,3 +426,25 @@ func TestCustomJobAndWatch(t *testing.T) {
 	_, err = f.m.Submit(c, "nosuch", "bob", nil)
 	assert.ErrorIs(t, err, store.ErrInvalid)
 }
+
+// VMs created at the same time are spread by what each placement leaves:
+// four hosts that hold two VMs each take eight VMs, none over capacity.
+func TestCreateVMConcurrentFill(t *testing.T) {
+	f := newFixture(t, fixtureOpts{hosts: 4, sim: sim.Config{Template: sim.HostConfig{Memory: 5 << 30}}})
+	c := tctx(t)
+	var ids []string
+	for i := range 8 {
+		j, err := f.m.CreateVM(c, vmm.VMSpec{Name: fmt.Sprintf("c%d", i), Group: f.group.ID, Template: "web-small"})
+		require.NoError(t, err)
+		ids = append(ids, j.ID)
+	}
+	for _, id := range ids {
+		j, err := f.m.Wait(c, id)
+		require.NoError(t, err, "job %s", j.Error)
+	}
+	perHost := map[string]int{}
+	for _, hosts := range f.onHosts(t) {
+		perHost[hosts[0]]++
+	}
+	assert.Equal(t, map[string]int{"host1": 2, "host2": 2, "host3": 2, "host4": 2}, perHost)
+}

@@ -76,9 +76,13 @@ type Driver interface {
 	CreateDisk(ctx context.Context, spec DiskSpec) (*DiskInfo, error)
 	// CopyImage copies an image into a pool as a new disk of the host,
 	// converting it to a format the host runs when needed, and reports
-	// progress. The disk appears only once complete.
+	// progress. A copy that fails or is cancelled leaves nothing; one that
+	// returns has made the whole disk. A caller killed mid-copy may leave
+	// a partial disk, or the copy's own leftovers, under dst.Name: a caller
+	// resuming such a copy deletes dst.Name with DeleteDisk first.
 	CopyImage(ctx context.Context, src Image, dst DiskSpec, progress Progress) (*DiskInfo, error)
-	// DeleteDisk removes a disk no VM uses.
+	// DeleteDisk removes a disk no VM uses, with what an interrupted
+	// CopyImage to that name left behind.
 	DeleteDisk(ctx context.Context, pool, name string) error
 
 	// Migrate moves VM id to the host of dst, a Driver of the same kind

@@ -136,6 +136,9 @@ type vmPlan struct {
 	Disks    []string    `json:"disks"` // library object IDs
 	NICs     []string    `json:"nics"`
 	Boot     []string    `json:"boot"`
+	// Demand is what the VM takes on its host, counted there while it is
+	// being made.
+	Demand placement.Vector `json:"demand"`
 }
 
 func (m *Manager) runCreateVM(ctx context.Context, r *Run) error {
@@ -197,15 +200,15 @@ func (m *Manager) createVM(ctx context.Context, r *Run, in createInput, plan *vm
 
 	// The place step counts the VM on its host (pending) while it is
 	// being made, so that placements meanwhile see it.
-	var pending placement.Vector
 	p, err := Do(ctx, r, "place", func(ctx context.Context, _ bool) (vmPlan, error) {
-		return m.placeVM(ctx, in, &pending)
+		return m.placeVM(ctx, in)
 	})
-	defer m.addPending(p.HostID, pending, -1)
 	*plan = p
+	defer m.dropPending(p.HostID, in.Name)
 	if err != nil {
 		return err
 	}
+	m.addPending(p.HostID, in.Name, p.Demand) // again when the step was done before a restart
 	if _, err := m.updateVM(ctx, in.VMID, func(vm *store.VM) bool {
 		if vm.HostID == p.HostID {
 			return false
@@ -315,6 +318,16 @@ func (m *Manager) deployDisks(ctx context.Context, r *Run, in createInput, p vmP
 	for i, o := range objs {
 		name := diskName(in, i)
 		base := done
+		if resumed {
+			// An interrupted copy may have left a partial disk (or the
+			// driver's leftovers) under the name: nothing uses it yet.
+			cctx, cancel := m.callCtx(ctx)
+			err := drv.DeleteDisk(cctx, p.Pool, name)
+			cancel()
+			if err != nil && !errors.Is(err, hostapi.ErrNotFound) {
+				return names, fmt.Errorf("removing what an interrupted copy of %s left on host %s: %w", o.Name, p.HostName, err)
+			}
+		}
 		_, err := lib.Deploy(ctx, o, drv, p.Site, hostapi.DiskSpec{Pool: p.Pool, Name: name}, &library.DeployOptions{
 			Differencing: in.Differencing,
 			Progress: func(d, _ int64) {
@@ -323,9 +336,7 @@ func (m *Manager) deployDisks(ctx context.Context, r *Run, in createInput, p vmP
 				}
 			},
 		})
-		// A disk appears on a host only once complete: one that exists
-		// after an interrupted attempt is ours and whole.
-		if err != nil && !(resumed && errors.Is(err, hostapi.ErrExists)) {
+		if err != nil {
 			return names, fmt.Errorf("copying %s to host %s: %w", o.Name, p.HostName, err)
 		}
 		done += o.Size
@@ -381,7 +392,7 @@ func (m *Manager) undoCreate(ctx context.Context, in createInput, p vmPlan) erro
 // Placements in one group are serialized from the rating to the VM's
 // demand counted on its host, so that VMs placed at the same time do not
 // all go to the host that was best before any of them.
-func (m *Manager) placeVM(ctx context.Context, in createInput, pending *placement.Vector) (vmPlan, error) {
+func (m *Manager) placeVM(ctx context.Context, in createInput) (vmPlan, error) {
 	lib := m.cfg.Library
 	var p vmPlan
 	if in.Template != "" {
@@ -500,8 +511,8 @@ func (m *Manager) placeVM(ctx context.Context, in createInput, pending *placemen
 	if err != nil {
 		return p, err
 	}
-	*pending = placement.Sizer{Sizing: m.cfg.Placement.Sizing, DefaultCPU: m.cfg.Placement.DefaultCPU}.Demand(pvm, pick.Host)
-	m.addPending(h.ID, *pending, 1)
+	p.Demand = placement.Sizer{Sizing: m.cfg.Placement.Sizing, DefaultCPU: m.cfg.Placement.DefaultCPU}.Demand(pvm, pick.Host)
+	m.addPending(h.ID, in.Name, p.Demand)
 	p.HostID, p.HostName, p.Site, p.Stars = h.ID, h.Name, h.Site, pick.Stars
 	// The pool with the most room.
 	vols := slices.Clone(pick.Host.Volumes)
@@ -539,25 +550,24 @@ func findObject(lib *library.Library, ref string, kinds ...library.Kind) (*libra
 	return found[0], nil
 }
 
-// addPending adds sign × d to the demand counted on a host for VMs being
-// made there.
-func (m *Manager) addPending(hostID string, d placement.Vector, sign float64) {
-	if hostID == "" || d == (placement.Vector{}) {
-		return
-	}
+// addPending counts the demand d of VM name, being made on a host, until
+// the host runs it or dropPending.
+func (m *Manager) addPending(hostID, name string, d placement.Vector) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	cur := m.pending[hostID]
-	zero := true
-	for r := range cur {
-		cur[r] = max(0, cur[r]+sign*d[r])
-		zero = zero && cur[r] < 1e-9
+	if m.pending[hostID] == nil {
+		m.pending[hostID] = map[string]placement.Vector{}
 	}
-	if zero {
+	m.pending[hostID][name] = d
+}
+
+func (m *Manager) dropPending(hostID, name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.pending[hostID], name)
+	if len(m.pending[hostID]) == 0 {
 		delete(m.pending, hostID)
-		return
 	}
-	m.pending[hostID] = cur
 }
 
 // lockGroup serializes placements in one host group.

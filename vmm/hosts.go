@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"strings"
 	"sync"
@@ -369,6 +370,25 @@ func (m *Manager) placementHosts(ctx context.Context, g store.HostGroup, maxAge 
 			defer func() { <-sem }()
 			ph := &placement.Host{ID: h.ID, Group: g.ID, Labels: map[string]string{"name": h.Name}}
 			out[i] = ph
+			// VMs being made there count until the host runs them (and
+			// its facts count them): list its VMs before its facts.
+			m.mu.Lock()
+			pend := maps.Clone(m.pending[h.ID])
+			m.mu.Unlock()
+			if len(pend) > 0 {
+				if drv, err := m.connect(ctx, hc); err == nil {
+					cctx, cancel := m.callCtx(ctx)
+					vms, err := drv.VMs(cctx)
+					cancel()
+					if err == nil {
+						for _, v := range vms {
+							if v.State == hostapi.StateRunning {
+								delete(pend, v.Name)
+							}
+						}
+					}
+				}
+			}
 			info, err := m.hostInfo(ctx, hc, maxAge)
 			switch {
 			case err != nil:
@@ -391,11 +411,10 @@ func (m *Manager) placementHosts(ctx context.Context, g store.HostGroup, maxAge 
 			if drv, err := m.connect(ctx, hc); err == nil && drv.Supports(hostapi.LiveMigration) {
 				ph.Features = append(ph.Features, "live-migration")
 			}
-			m.mu.Lock()
-			p := m.pending[h.ID]
-			m.mu.Unlock()
-			for r := range p {
-				ph.Used[r] += p[r]
+			for _, d := range pend {
+				for r := range d {
+					ph.Used[r] += d[r]
+				}
 			}
 		})
 	}

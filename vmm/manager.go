@@ -53,8 +53,8 @@ type Manager struct {
 	running     map[string]*Run      // jobs this manager runs, by ID
 	watch       map[string]chan struct{}
 	wakeCh      chan struct{}
-	pending     map[string]placement.Vector // demand of VMs being created, by host ID
-	groupLocks  map[string]*sync.Mutex      // placements in a group, one at a time
+	pending     map[string]map[string]placement.Vector // demand of VMs being made, by host ID and VM name
+	groupLocks  map[string]*sync.Mutex                 // placements in a group, one at a time
 	leading     bool
 	stopLead    context.CancelFunc
 	leadContext context.Context
@@ -75,7 +75,7 @@ func New(cfg Config) (*Manager, error) {
 		running:    map[string]*Run{},
 		watch:      map[string]chan struct{}{},
 		wakeCh:     make(chan struct{}),
-		pending:    map[string]placement.Vector{},
+		pending:    map[string]map[string]placement.Vector{},
 		groupLocks: map[string]*sync.Mutex{},
 	}
 	if m.id == "" {

@@ -112,16 +112,29 @@ func sizeBytes(s *libvirtxml.StorageVolumeSize) uint64 {
 	}
 }
 
-// DeleteDisk deletes volume name of pool; hostapi.ErrInvalidState when a
-// VM of the host has it attached.
+// DeleteDisk deletes volume name of pool, and the upload volume an
+// interrupted CopyImage to name left (NAME.upload); hostapi.ErrInvalidState
+// when a VM of the host has the disk attached.
 func (d *Driver) DeleteDisk(ctx context.Context, pool, name string) error {
 	err := d.c.write(ctx, func(l *golibvirt.Libvirt) error {
 		p, err := l.StoragePoolLookupByName(pool)
 		if err != nil {
 			return err
 		}
+		leftover := false
+		if up, err := l.StorageVolLookupByName(p, name+".upload"); err == nil {
+			if err := l.StorageVolDelete(up, 0); err != nil && !notFound(err) {
+				return err
+			}
+			leftover = true
+		} else if !notFound(err) {
+			return err
+		}
 		vol, err := l.StorageVolLookupByName(p, name)
 		if err != nil {
+			if leftover && notFound(err) {
+				return nil
+			}
 			return err
 		}
 		path, err := l.StorageVolGetPath(vol)

@@ -3,66 +3,21 @@ package postgres_test
 import (
 	"context"
 	"net/url"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/vmmkit/vmmkit/internal/testenv"
+	"github.com/vmmkit/vmmkit/internal/pgtest"
 	"github.com/vmmkit/vmmkit/vmm/store"
 	"github.com/vmmkit/vmmkit/vmm/store/postgres"
 	"github.com/vmmkit/vmmkit/vmm/store/storetest"
 )
 
-// freshDB creates an empty database for t on the server of
-// VMM_TEST_PG_DSN (scripts/postgres.sh start) and returns its DSN; the
-// database is dropped when t ends.
-func freshDB(t testing.TB) string {
-	t.Helper()
-	dsn := testenv.Var(t, "VMM_TEST_PG_DSN")
-	u, err := url.Parse(dsn)
-	require.NoError(t, err, "VMM_TEST_PG_DSN must be a postgres:// URL")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	admin, err := pgx.Connect(ctx, dsn)
-	require.NoError(t, err, "connect to VMM_TEST_PG_DSN")
-	defer admin.Close(ctx)
-	name := "vmmtest_" + strings.ToLower(store.NewID()[:16])
-	_, err = admin.Exec(ctx, "CREATE DATABASE "+name)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		admin, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-			return
-		}
-		defer admin.Close(ctx)
-		// FORCE ends our sessions, but not an autovacuum worker of the
-		// server's superuser that may be in the database: retry a while.
-		for i := 0; ; i++ {
-			_, err := admin.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)")
-			if err == nil {
-				return
-			}
-			if i == 20 {
-				t.Logf("left database %s behind: %v", name, err)
-				return
-			}
-			time.Sleep(250 * time.Millisecond)
-		}
-	})
-	u.Path = "/" + name
-	return u.String()
-}
-
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Opener {
-		dsn := freshDB(t)
+		dsn := pgtest.FreshDB(t)
 		return func() (store.Store, error) { return postgres.Open(t.Context(), dsn) }
 	})
 }
@@ -72,7 +27,7 @@ func TestConformance(t *testing.T) {
 // suite runs again with REPEATABLE READ as the session's default.
 func TestConformanceRepeatableReadDefault(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Opener {
-		u, err := url.Parse(freshDB(t))
+		u, err := url.Parse(pgtest.FreshDB(t))
 		require.NoError(t, err)
 		// pgx takes %20 for a space, not the + of url.Values.Encode.
 		u.RawQuery += "&default_transaction_isolation=repeatable%20read"
@@ -82,7 +37,7 @@ func TestConformanceRepeatableReadDefault(t *testing.T) {
 }
 
 func TestReadOnly(t *testing.T) {
-	dsn := freshDB(t)
+	dsn := pgtest.FreshDB(t)
 	s, err := postgres.Open(t.Context(), dsn)
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
@@ -109,7 +64,7 @@ func TestOpenBadDSN(t *testing.T) {
 }
 
 func pgDB(tb testing.TB) storetest.Opener {
-	dsn := freshDB(tb)
+	dsn := pgtest.FreshDB(tb)
 	return func() (store.Store, error) { return postgres.Open(context.Background(), dsn) }
 }
 

@@ -168,8 +168,10 @@ func (r *verifiedReader) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 		off, length := r.m.ChunkRange(r.n)
-		if r.chunk == nil {
-			r.chunk = make([]byte, r.m.ChunkSize)
+		if int64(cap(r.chunk)) < length {
+			// One chunk, or the whole of a small image: not 8 MiB of
+			// zeroed memory for each copy of a 1 MiB image.
+			r.chunk = make([]byte, min(r.m.ChunkSize, r.m.Size))
 		}
 		c := r.chunk[:length]
 		if k, err := r.f.ReadAt(c, off); k < len(c) {

@@ -3,6 +3,7 @@ package vmm_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/vmmkit/vmmkit/hostapi"
 	"github.com/vmmkit/vmmkit/hostapi/sim"
 	"github.com/vmmkit/vmmkit/internal/demolib"
+	"github.com/vmmkit/vmmkit/internal/pgtest"
 	"github.com/vmmkit/vmmkit/library"
 	"github.com/vmmkit/vmmkit/vmm"
 	"github.com/vmmkit/vmmkit/vmm/store"
@@ -113,6 +115,17 @@ func BenchmarkCreateVMJobs(b *testing.B) {
 	}
 }
 
+// BenchmarkCreateVMJobsPostgres is BenchmarkCreateVMJobs on PostgreSQL
+// (VMM_TEST_PG_DSN), with differencing disks.
+func BenchmarkCreateVMJobsPostgres(b *testing.B) {
+	benchCreateVMJobs(b, func(dir string) vmm.Config {
+		return vmm.Config{PostgresDSN: pgtest.FreshDB(b) + pgPool}
+	}, true)
+}
+
+// pgPool is appended to the test DSN: "" or "?pool_max_conns=N".
+var pgPool = os.Getenv("VMM_BENCH_PG_POOL")
+
 func benchCreateVMJobs(b *testing.B, config func(dir string) vmm.Config, differencing bool) {
 	const hosts, jobs = 50, 1000
 	ctx := context.Background()
@@ -139,7 +152,7 @@ func benchCreateVMJobs(b *testing.B, config func(dir string) vmm.Config, differe
 			b.Fatal(err)
 		}
 		cfg := config(dir)
-		cfg.Sim, cfg.Library, cfg.Poll = fleet, lib, 50*time.Millisecond
+		cfg.Sim, cfg.Library = fleet, lib
 		m, err := vmm.New(cfg)
 		if err != nil {
 			b.Fatal(err)

@@ -166,9 +166,10 @@ func (r *Run) save(force bool) error {
 
 // Do runs step name of r's job with fn, unless an earlier attempt of the
 // job completed it: then it returns the result recorded then. resumed
-// tells fn that an earlier attempt started the step and did not record its
-// end (a crash, a lost lease, or a failure before a Retry): fn must then
-// find out what of its work is done, and not do it twice. Steps are
+// tells fn that an earlier attempt of the job may have started the step
+// and not recorded its end (a crash, a lost lease, or a failure before a
+// Retry): fn must then find out what of its work is done, and not do it
+// twice. Steps are
 // matched by name, which must be unique within the job.
 func Do[T any](ctx context.Context, r *Run, name string, fn func(ctx context.Context, resumed bool) (T, error)) (T, error) {
 	var zero T
@@ -195,11 +196,16 @@ func Do[T any](ctx context.Context, r *Run, name string, fn func(ctx context.Con
 		}
 		return v, nil
 	}
-	resumed := st.State == store.JobRunning || st.State == store.JobFailed
+	// A step that an earlier attempt may have begun is resumed: the start
+	// of a step is written lazily (with progress, at most a few times a
+	// second), so any step not recorded done counts once the job was
+	// claimed before.
+	resumed := st.State == store.JobRunning || st.State == store.JobFailed || r.job.Attempts > 1
 	st.State, st.StartedAt, st.EndedAt, st.Error = store.JobRunning, r.m.cfg.Now(), time.Time{}, ""
 	r.job.Steps[i] = st
+	r.dirty = true
 	r.mu.Unlock()
-	if err := r.save(true); err != nil {
+	if err := r.save(false); err != nil {
 		return zero, err
 	}
 	if err := ctx.Err(); err != nil {

@@ -382,7 +382,7 @@ func TestCustomJobAndWatch(t *testing.T) {
 					runs[r.Job().ID]++
 					mu.Unlock()
 					r.Progress(0.5)
-					time.Sleep(50 * time.Millisecond)
+					time.Sleep(200 * time.Millisecond)
 					return i, nil
 				}); err != nil {
 					return err

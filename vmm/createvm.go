@@ -59,7 +59,8 @@ var vmName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 // createInput is the input of a create-vm job.
 type createInput struct {
 	VMSpec
-	VMID string `json:"vm_id"`
+	VMID       string `json:"vm_id"`
+	ConvertJob string `json:"convert_job,omitempty"` // the convert-physical job that queued it
 }
 
 // CreateResult is the result of a create-vm job.
@@ -94,6 +95,10 @@ var createSteps = []string{"reserve", "place", "disks", "define", "start"}
 // that fits, a template's disk missing) fails the job with the reason, and
 // a failed or cancelled job leaves neither a record nor anything on a host.
 func (m *Manager) CreateVM(ctx context.Context, spec VMSpec) (store.Job, error) {
+	return m.submitCreateVM(ctx, spec, "")
+}
+
+func (m *Manager) submitCreateVM(ctx context.Context, spec VMSpec, convertJob string) (store.Job, error) {
 	bad := func(format string, args ...any) (store.Job, error) {
 		return store.Job{}, &store.OpError{Op: "create VM", ID: spec.Name, Err: fmt.Errorf("%w: "+format, append([]any{store.ErrInvalid}, args...)...)}
 	}
@@ -120,7 +125,7 @@ func (m *Manager) CreateVM(ctx context.Context, spec VMSpec) (store.Job, error) 
 	if user == "" {
 		user = spec.Owner
 	}
-	return m.Submit(ctx, KindCreateVM, user, createInput{VMSpec: spec, VMID: store.NewID()}, createSteps...)
+	return m.Submit(ctx, KindCreateVM, user, createInput{VMSpec: spec, VMID: store.NewID(), ConvertJob: convertJob}, createSteps...)
 }
 
 // vmPlan is what the place step decided.

@@ -40,6 +40,8 @@ func TestHelperManagerProcess(t *testing.T) {
 		runFailoverChild(t)
 	case "crash":
 		runCrashChild(t)
+	case "p2v":
+		runP2VChild(t)
 	default:
 		t.Fatalf("%s=%q: unknown", helperEnv, os.Getenv(helperEnv))
 	}

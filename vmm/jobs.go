@@ -71,7 +71,11 @@ type Run struct {
 	job      store.Job
 	lastSave time.Time
 	dirty    bool
+	step     string // the step running
 }
+
+// testHookProgress, set by tests only, sees every progress report.
+var testHookProgress func(job, step string, frac float64)
 
 // Job returns a copy of the job as it stands.
 func (r *Run) Job() store.Job {
@@ -118,7 +122,11 @@ func (r *Run) Progress(frac float64) {
 		r.job.Progress = min(1, (float64(done)+min(max(frac, 0), 1))/float64(n))
 	}
 	r.dirty = true
+	id, step := r.job.ID, r.step
 	r.mu.Unlock()
+	if testHookProgress != nil {
+		testHookProgress(id, step, frac)
+	}
 	r.save(false)
 }
 
@@ -203,6 +211,7 @@ func Do[T any](ctx context.Context, r *Run, name string, fn func(ctx context.Con
 	resumed := st.State == store.JobRunning || st.State == store.JobFailed || r.job.Attempts > 1
 	st.State, st.StartedAt, st.EndedAt, st.Error = store.JobRunning, r.m.cfg.Now(), time.Time{}, ""
 	r.job.Steps[i] = st
+	r.step = name
 	r.dirty = true
 	r.mu.Unlock()
 	if err := r.save(false); err != nil {

@@ -95,10 +95,11 @@ func New(cfg Config) (*Manager, error) {
 	}
 	maps.Copy(m.connectors, cfg.Connectors)
 	m.handlers = map[string]JobFunc{
-		KindCreateVM:  m.runCreateVM,
-		KindMigrateVM: m.runMigrateVM,
-		KindEvacuate:  m.runEvacuate,
-		KindOptimize:  m.runOptimize,
+		KindCreateVM:        m.runCreateVM,
+		KindMigrateVM:       m.runMigrateVM,
+		KindEvacuate:        m.runEvacuate,
+		KindOptimize:        m.runOptimize,
+		KindConvertPhysical: m.runConvertPhysical,
 	}
 	for k, f := range cfg.Jobs {
 		if _, ok := m.handlers[k]; ok {

@@ -36,13 +36,18 @@ type ConvertSpec struct {
 
 // ConvertResult is the result of a convert-physical job.
 type ConvertResult struct {
-	Object    string `json:"object"` // the image's library ID
-	Path      string `json:"path"`   // SHARE:PATH of the image
-	Read      int64  `json:"read"`   // bytes read from the source
-	Skipped   int64  `json:"skipped"`
-	Size      int64  `json:"size"` // bytes of the image
-	Resumed   bool   `json:"resumed,omitempty"` // the capture continued an interrupted one
-	DeployJob string `json:"deploy_job,omitempty"`
+	Object  string `json:"object"` // the image's library ID
+	Path    string `json:"path"`   // SHARE:PATH of the image
+	Read    int64  `json:"read"`   // bytes read from the source
+	Skipped int64  `json:"skipped"`
+	Size    int64  `json:"size"`              // bytes of the image
+	Resumed bool   `json:"resumed,omitempty"` // the capture continued an interrupted one
+	// DiskSize is the source's size, Scheme its partitioning ("mbr",
+	// "gpt", ...) and FileSystems what its partitions hold ("ntfs", ...).
+	DiskSize    int64    `json:"disk_size"`
+	Scheme      string   `json:"scheme,omitempty"`
+	FileSystems []string `json:"file_systems,omitempty"`
+	DeployJob   string   `json:"deploy_job,omitempty"`
 }
 
 // ConvertPhysical queues a job that captures a physical disk (P2V) into
@@ -122,7 +127,18 @@ func (m *Manager) runConvertPhysical(ctx context.Context, r *Run) error {
 		if err != nil {
 			return ConvertResult{}, err
 		}
-		return ConvertResult{Read: cr.Read, Skipped: cr.Skipped, Size: fi.Size(), Resumed: cr.Resumed}, nil
+		res := ConvertResult{Read: cr.Read, Skipped: cr.Skipped, Size: fi.Size(), Resumed: cr.Resumed, DiskSize: src.Size()}
+		if cr.Layout != nil {
+			res.Scheme = cr.Layout.Scheme
+			for _, p := range cr.Layout.Partitions {
+				fs := p.FS
+				if fs == "" {
+					fs = "unknown"
+				}
+				res.FileSystems = append(res.FileSystems, fs)
+			}
+		}
+		return res, nil
 	})
 	if err != nil {
 		return err

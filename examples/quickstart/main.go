@@ -53,7 +53,6 @@ import (
 	"github.com/vmmkit/vmmkit/hostapi/sim"
 	"github.com/vmmkit/vmmkit/internal/demolib"
 	"github.com/vmmkit/vmmkit/library"
-	"github.com/vmmkit/vmmkit/p2v"
 	"github.com/vmmkit/vmmkit/placement/consolidate"
 	"github.com/vmmkit/vmmkit/placement/history"
 	"github.com/vmmkit/vmmkit/vmm"
@@ -295,61 +294,36 @@ func run(ctx context.Context, dir string, w io.Writer) error {
 		t.detail("%-6s %-15s %-5s on %-7s %-5s %s; next best %s", r.name, size, r.site, res.HostName, stars(res.Stars), res.State, strings.Join(next, ", "))
 	}
 
-	// 6. P2V: capture a physical disk into the library.
+	// 6. P2V: capture a physical disk into the library, then deploy it:
+	// one job of the manager.
 	start = time.Now()
 	raw := filepath.Join(dir, "legacy-srv.img")
 	if err := writePhysicalDisk(raw); err != nil {
 		return fmt.Errorf("p2v: %w", err)
 	}
-	dev, err := p2v.OpenDevice(raw)
+	j, err := mgr.ConvertPhysical(ctx, vmm.ConvertSpec{Source: raw, Name: "legacy-srv", Share: "central",
+		Deploy: &vmm.VMSpec{Name: "legacy-srv", Group: groups["paris"], VCPUs: 2, MemoryMiB: 2048, Owner: "alice"}})
 	if err != nil {
 		return fmt.Errorf("p2v: %w", err)
 	}
-	work := filepath.Join(dir, "p2v")
-	if err := os.Mkdir(work, 0o755); err != nil {
+	if j, err = mgr.Wait(ctx, j.ID); err != nil {
 		return fmt.Errorf("p2v: %w", err)
 	}
-	capStart := time.Now()
-	// Nothing writes to the disk: one pass without a snapshot is consistent.
-	cres, err := p2v.Capture(ctx, dev, filepath.Join(work, "legacy-srv.vhdx"), nil)
-	dev.Close()
-	if err != nil {
+	var cres vmm.ConvertResult
+	if err := json.Unmarshal(j.Result, &cres); err != nil {
 		return fmt.Errorf("p2v: %w", err)
 	}
-	capTime := time.Since(capStart)
-	// The image goes to the library whole; its manifest stays for the
-	// next, incremental, capture.
-	imageRef := "disks/legacy-srv.vhdx"
-	if err := os.Rename(cres.Image, filepath.Join(libDir, filepath.FromSlash(imageRef))); err != nil {
-		return fmt.Errorf("p2v: %w", err)
-	}
-	if _, err := lib.Refresh(ctx); err != nil {
-		return fmt.Errorf("p2v: %w", err)
-	}
-	objs := lib.Find(imageRef)
-	if len(objs) != 1 || objs[0].Problem != "" || objs[0].Kind != library.KindVHDX {
-		return fmt.Errorf("p2v: the library does not show %s as a sound VHDX image", imageRef)
-	}
-	var fsNames []string
-	for _, p := range cres.Layout.Partitions {
-		fsNames = append(fsNames, cmpOr(p.FS, "unknown"))
-	}
-	t.step("p2v", start, "%s disk (%s, %s) captured in %s: read %s of %s, image %s",
-		mib(cres.Layout.Size), cres.Layout.Scheme, strings.Join(fsNames, ", "), dur(capTime),
-		mib(cres.Read), mib(cres.Layout.Size), mib(objs[0].Size))
+	t.step("p2v", start, "%s disk (%s, %s) captured into the library as %s: read %s of %s, image %s",
+		mib(cres.DiskSize), cres.Scheme, strings.Join(cres.FileSystems, ", "), cres.Path,
+		mib(cres.Read), mib(cres.DiskSize), mib(cres.Size))
 
-	// 7. Deploy the captured image.
+	// 7. The VM the conversion queued from the image.
 	start = time.Now()
-	j, err := mgr.CreateVM(ctx, vmm.VMSpec{Name: "legacy-srv", Group: groups["paris"], Disk: imageRef,
-		VCPUs: 2, MemoryMiB: 2048, Owner: "alice"})
+	dres, err := waitCreate(ctx, mgr, cres.DeployJob)
 	if err != nil {
 		return fmt.Errorf("deploy: %w", err)
 	}
-	dres, err := waitCreate(ctx, mgr, j.ID)
-	if err != nil {
-		return fmt.Errorf("deploy: %w", err)
-	}
-	t.step("deploy", start, "legacy-srv from %s on %s %s, %s", imageRef, dres.HostName, stars(dres.Stars), dres.State)
+	t.step("deploy", start, "legacy-srv from %s on %s %s, %s", cres.Path, dres.HostName, stars(dres.Stars), dres.State)
 
 	// 8. Consolidation candidates from a day of history.
 	start = time.Now()

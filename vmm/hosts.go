@@ -222,16 +222,21 @@ func (m *Manager) AddHost(ctx context.Context, groupID, uri string, opts *HostOp
 	if hc.rec.Name == "" {
 		hc.rec.Name = info.Name
 	}
-	all, err := m.st.Hosts(ctx, "")
-	if err != nil {
-		hc.close()
-		return store.Host{}, err
-	}
-	for _, h := range all {
+	// The hosts this manager knows (its own, and others' as of its last
+	// look at the store) must not have the name or URI.
+	m.mu.Lock()
+	var dup *store.Host
+	for _, other := range m.hosts {
+		h := other.record()
 		if strings.EqualFold(h.Name, hc.rec.Name) || h.URI == uri {
-			hc.close()
-			return store.Host{}, &store.OpError{Op: "add host", ID: hc.rec.Name, Err: fmt.Errorf("%w: the inventory has host %s (%s)", store.ErrExists, h.Name, h.URI)}
+			dup = &h
+			break
 		}
+	}
+	m.mu.Unlock()
+	if dup != nil {
+		hc.close()
+		return store.Host{}, &store.OpError{Op: "add host", ID: hc.rec.Name, Err: fmt.Errorf("%w: the inventory has host %s (%s)", store.ErrExists, dup.Name, dup.URI)}
 	}
 	rec, err := m.st.CreateHost(ctx, hc.rec)
 	if err != nil {

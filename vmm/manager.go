@@ -100,6 +100,7 @@ func New(cfg Config) (*Manager, error) {
 		KindEvacuate:        m.runEvacuate,
 		KindOptimize:        m.runOptimize,
 		KindConvertPhysical: m.runConvertPhysical,
+		KindAddHosts:        m.runAddHosts,
 	}
 	for k, f := range cfg.Jobs {
 		if _, ok := m.handlers[k]; ok {

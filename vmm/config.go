@@ -101,6 +101,12 @@ type Config struct {
 	// CallTimeout bounds each call to a host driver that is not a copy or
 	// a migration; 0 means 2 minutes.
 	CallTimeout time.Duration
+	// RefreshEvery, when set, makes the leader refresh the library that
+	// often; OptimizeEvery makes it queue an Optimize job for every group
+	// of two hosts or more that often (skipping a group whose last one is
+	// still queued or running). Zero means never.
+	RefreshEvery, OptimizeEvery time.Duration
+
 	// Jobs adds the product's own job kinds: Submit queues them and the
 	// workers run them like the manager's own.
 	Jobs map[string]JobFunc

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -306,6 +307,7 @@ func (m *Manager) refreshHosts(ctx context.Context) {
 func (m *Manager) leaderLoop() {
 	t := time.NewTicker(m.cfg.Lease / 3)
 	defer t.Stop()
+	var lastRefresh, lastOptimize time.Time
 	for {
 		select {
 		case <-m.ctx.Done():
@@ -314,8 +316,63 @@ func (m *Manager) leaderLoop() {
 			ctx, cancel := context.WithTimeout(m.ctx, m.cfg.Lease/3)
 			m.tryLead(ctx)
 			cancel()
+			if !m.isLeader() {
+				continue
+			}
+			// The leader's periodic work, one manager doing it for all.
+			now := time.Now()
+			if m.cfg.RefreshEvery > 0 && m.cfg.Library != nil && now.Sub(lastRefresh) >= m.cfg.RefreshEvery {
+				lastRefresh = now
+				ctx, cancel := context.WithTimeout(m.ctx, m.cfg.RefreshEvery)
+				if _, err := m.cfg.Library.Refresh(ctx); err != nil {
+					m.log.Warn("library refresh", "err", err)
+				}
+				cancel()
+			}
+			if m.cfg.OptimizeEvery > 0 && now.Sub(lastOptimize) >= m.cfg.OptimizeEvery {
+				lastOptimize = now
+				ctx, cancel := context.WithTimeout(m.ctx, m.cfg.CallTimeout)
+				if err := m.optimizeAll(ctx); err != nil {
+					m.log.Warn("periodic optimization", "err", err)
+				}
+				cancel()
+			}
 		}
 	}
+}
+
+// optimizeAll queues an Optimize job for every group with hosts that has
+// none queued or running.
+func (m *Manager) optimizeAll(ctx context.Context) error {
+	groups, err := m.st.Groups(ctx)
+	if err != nil {
+		return err
+	}
+	busy := map[string]bool{}
+	for _, st := range []store.JobState{store.JobQueued, store.JobRunning} {
+		js, err := m.st.Jobs(ctx, store.JobFilter{State: st, Kind: KindOptimize})
+		if err != nil {
+			return err
+		}
+		for _, j := range js {
+			var in OptimizeSpec
+			if json.Unmarshal(j.Input, &in) == nil {
+				busy[in.Group] = true
+			}
+		}
+	}
+	for _, g := range groups {
+		if busy[g.ID] {
+			continue
+		}
+		if hs, err := m.st.Hosts(ctx, g.ID); err != nil || len(hs) < 2 {
+			continue
+		}
+		if _, err := m.Optimize(ctx, OptimizeSpec{Group: g.ID, User: "vmm:" + m.id}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // WaitSynced waits until the manager, when it leads, has compared the

@@ -14,11 +14,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/vmmkit/vmmkit/internal/pgtest"
 	"github.com/vmmkit/vmmkit/library"
 	"github.com/vmmkit/vmmkit/vhd"
 	"github.com/vmmkit/vmmkit/vmm"
 	"github.com/vmmkit/vmmkit/vmm/store"
-	"github.com/vmmkit/vmmkit/vmm/store/sqlite"
 )
 
 // p2vLib opens the library of the P2V crash test: one share in dir.
@@ -48,7 +48,7 @@ func runP2VChild(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	m, err := vmm.New(vmm.Config{StorePath: filepath.Join(dir, "vmm.db"), Instance: "child",
+	m, err := vmm.New(vmm.Config{StorePath: filepath.Join(dir, "vmm.db"), PostgresDSN: os.Getenv(helperEnv + "_PG"), Instance: "child",
 		Library: p2vLib(t, filepath.Join(dir, "library")), Lease: 2 * time.Second, Poll: 100 * time.Millisecond,
 		Logger: childLogger()})
 	require.NoError(t, err)
@@ -66,8 +66,15 @@ func TestCrashMidConvertPhysical(t *testing.T) {
 	if testing.Short() {
 		t.Skip("writes and captures a 128 MiB disk")
 	}
-	for _, point := range []string{"capture", "upload"} {
-		t.Run(point, func(t *testing.T) {
+	for _, tc := range []struct{ point, store string }{
+		{"capture", "sqlite"}, {"upload", "sqlite"}, {"capture", "postgres"}, {"upload", "postgres"},
+	} {
+		point := tc.point
+		t.Run(tc.store+"/"+point, func(t *testing.T) {
+			dsn := ""
+			if tc.store == "postgres" {
+				dsn = pgtest.FreshDB(t)
+			}
 			dir := t.TempDir()
 			src := filepath.Join(dir, "sda.raw")
 			want := make([]byte, 128<<20)
@@ -80,7 +87,7 @@ func TestCrashMidConvertPhysical(t *testing.T) {
 			}
 			require.NoError(t, os.WriteFile(src, want, 0o600))
 			child := startHelper(t, "p2v-"+point, helperEnv+"=p2v", helperEnv+"_DIR="+dir,
-				helperEnv+"_SOURCE="+src, helperEnv+"_POINT="+point)
+				helperEnv+"_SOURCE="+src, helperEnv+"_POINT="+point, helperEnv+"_PG="+dsn)
 			marker := filepath.Join(dir, "stalled")
 			require.Eventually(t, func() bool {
 				_, err := os.Stat(marker)
@@ -90,8 +97,7 @@ func TestCrashMidConvertPhysical(t *testing.T) {
 			child.kill()
 			<-child.done
 
-			st, err := sqlite.Open(filepath.Join(dir, "vmm.db"))
-			require.NoError(t, err)
+			st := crashStore(t, dir, dsn)
 			jobs, err := st.Jobs(t.Context(), store.JobFilter{Kind: vmm.KindConvertPhysical})
 			require.NoError(t, err)
 			require.NoError(t, st.Close())
@@ -99,8 +105,9 @@ func TestCrashMidConvertPhysical(t *testing.T) {
 			require.Equal(t, store.JobRunning, jobs[0].State, "the killed manager's job")
 
 			lib := p2vLib(t, filepath.Join(dir, "library"))
-			m, err := vmm.New(vmm.Config{StorePath: filepath.Join(dir, "vmm.db"), Library: lib,
-				Lease: 2 * time.Second, Poll: 100 * time.Millisecond})
+			cfg := vmm.Config{Library: lib, Lease: 2 * time.Second, Poll: 100 * time.Millisecond}
+			useStore(&cfg, dir, dsn)
+			m, err := vmm.New(cfg)
 			require.NoError(t, err)
 			defer m.Close()
 			c, cancel := context.WithTimeout(t.Context(), 2*time.Minute)

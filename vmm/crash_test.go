@@ -22,10 +22,12 @@ import (
 	"github.com/vmmkit/vmmkit/hostapi"
 	"github.com/vmmkit/vmmkit/hostapi/libvirt"
 	"github.com/vmmkit/vmmkit/internal/demolib"
+	"github.com/vmmkit/vmmkit/internal/pgtest"
 	"github.com/vmmkit/vmmkit/internal/testenv"
 	"github.com/vmmkit/vmmkit/library"
 	"github.com/vmmkit/vmmkit/vmm"
 	"github.com/vmmkit/vmmkit/vmm/store"
+	"github.com/vmmkit/vmmkit/vmm/store/postgres"
 	"github.com/vmmkit/vmmkit/vmm/store/sqlite"
 )
 
@@ -143,7 +145,7 @@ func runCrashChild(t *testing.T) {
 	armed := new(atomic.Bool)
 	connect := vmm.LibvirtConnector(&libvirt.Options{DomainType: domainType})
 	m, err := vmm.New(vmm.Config{
-		StorePath: filepath.Join(dir, "vmm.db"), Instance: "child",
+		StorePath: filepath.Join(dir, "vmm.db"), PostgresDSN: os.Getenv(helperEnv + "_PG"), Instance: "child",
 		Connectors: map[string]vmm.Connector{"libvirt": func(ctx context.Context, uri string) (hostapi.Driver, error) {
 			d, err := connect(ctx, uri)
 			if err != nil {
@@ -193,12 +195,38 @@ func TestCrashMidCreateVM(t *testing.T) {
 
 	for _, point := range []string{"place", "disks", "disks-copied", "define", "start"} {
 		t.Run(point, func(t *testing.T) {
-			crashRound(t, point, uri, domainType, virsh, libDir, host)
+			crashRound(t, point, uri, domainType, virsh, libDir, host, "")
+		})
+	}
+	// The same on PostgreSQL, at the two points where most is at stake.
+	for _, point := range []string{"disks", "start"} {
+		t.Run("postgres/"+point, func(t *testing.T) {
+			crashRound(t, point, uri, domainType, virsh, libDir, host, pgtest.FreshDB(t))
 		})
 	}
 }
 
-func crashRound(t *testing.T, point, uri, domainType, virsh, libDir string, host *libvirt.Driver) {
+// crashStore opens the store of a crash test: PostgreSQL at dsn, else the
+// SQLite file in dir.
+func crashStore(t *testing.T, dir, dsn string) store.Store {
+	t.Helper()
+	var s store.Store
+	var err error
+	if dsn != "" {
+		s, err = postgres.Open(t.Context(), dsn)
+	} else {
+		s, err = sqlite.Open(filepath.Join(dir, "vmm.db"))
+	}
+	require.NoError(t, err)
+	return s
+}
+
+// useStore points cfg at the store of a crash test.
+func useStore(cfg *vmm.Config, dir, dsn string) {
+	cfg.StorePath, cfg.PostgresDSN = filepath.Join(dir, "vmm.db"), dsn
+}
+
+func crashRound(t *testing.T, point, uri, domainType, virsh, libDir string, host *libvirt.Driver, dsn string) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
@@ -210,17 +238,15 @@ func crashRound(t *testing.T, point, uri, domainType, virsh, libDir string, host
 
 	child := startHelper(t, "child-"+point, helperEnv+"=crash",
 		helperEnv+"_DIR="+dir, helperEnv+"_URI="+uri, helperEnv+"_NAME="+name,
-		helperEnv+"_DOMAIN_TYPE="+domainType, helperEnv+"_POINT="+point, helperEnv+"_MARKER="+marker)
+		helperEnv+"_DOMAIN_TYPE="+domainType, helperEnv+"_POINT="+point, helperEnv+"_MARKER="+marker, helperEnv+"_PG="+dsn)
 
 	// Watch the job in the child's store, and kill the child at its point.
-	var ro *sqlite.Store
+	var ro store.Store
 	for ro == nil {
 		require.False(t, child.exited(), "the child ended")
 		require.NoError(t, ctx.Err(), "waiting for the child's store")
-		if _, err := os.Stat(filepath.Join(dir, "vmm.db")); err == nil {
-			s, err := sqlite.Open(filepath.Join(dir, "vmm.db"))
-			require.NoError(t, err)
-			ro = s
+		if _, err := os.Stat(filepath.Join(dir, "vmm.db")); err == nil || dsn != "" {
+			ro = crashStore(t, dir, dsn)
 		} else {
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -254,12 +280,14 @@ func crashRound(t *testing.T, point, uri, domainType, virsh, libDir string, host
 	require.NoError(t, json.Unmarshal(j.Input, &in))
 
 	// Another manager on the same store resumes the job after the lease.
-	m, err := vmm.New(vmm.Config{
-		StorePath: filepath.Join(dir, "vmm.db"), Instance: "survivor",
+	cfg := vmm.Config{
+		Instance:   "survivor",
 		Connectors: map[string]vmm.Connector{"libvirt": vmm.LibvirtConnector(&libvirt.Options{DomainType: domainType})},
 		Library:    crashLib(t, libDir),
 		Lease:      2 * time.Second, Poll: 100 * time.Millisecond,
-	})
+	}
+	useStore(&cfg, dir, dsn)
+	m, err := vmm.New(cfg)
 	require.NoError(t, err)
 	defer m.Close()
 	done, err := m.Wait(ctx, jobID)

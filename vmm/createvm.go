@@ -320,6 +320,19 @@ func (m *Manager) deployDisks(ctx context.Context, r *Run, in createInput, p vmP
 		objs[i] = o
 		total += o.Size
 	}
+	if resumed {
+		// An earlier attempt may have got further than it recorded: once
+		// the VM is defined, its disks were complete.
+		cctx, cancel := m.callCtx(ctx)
+		v, err := drv.VM(cctx, in.Name)
+		cancel()
+		if err == nil && v.Labels[LabelVM] == in.VMID {
+			for i := range objs {
+				names = append(names, diskName(in, i))
+			}
+			return names, nil
+		}
+	}
 	for i, o := range objs {
 		name := diskName(in, i)
 		base := done

@@ -111,7 +111,21 @@ func (r *Run) SetResult(v any) error {
 // progress is the share of its steps done. Updates are written at most a
 // few times a second.
 func (r *Run) Progress(frac float64) {
+	r.setProgress(frac)
 	r.mu.Lock()
+	id, step := r.job.ID, r.step
+	r.mu.Unlock()
+	if testHookProgress != nil {
+		testHookProgress(id, step, frac)
+	}
+	r.save(false)
+}
+
+// setProgress sets the job's progress from its steps and frac of the
+// current one, without writing it.
+func (r *Run) setProgress(frac float64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	n, done := len(r.job.Steps), 0
 	for _, s := range r.job.Steps {
 		if s.State == store.JobSucceeded {
@@ -122,12 +136,6 @@ func (r *Run) Progress(frac float64) {
 		r.job.Progress = min(1, (float64(done)+min(max(frac, 0), 1))/float64(n))
 	}
 	r.dirty = true
-	id, step := r.job.ID, r.step
-	r.mu.Unlock()
-	if testHookProgress != nil {
-		testHookProgress(id, step, frac)
-	}
-	r.save(false)
 }
 
 // Log records a line in the manager's log with the job's ID and kind.
@@ -206,8 +214,8 @@ func Do[T any](ctx context.Context, r *Run, name string, fn func(ctx context.Con
 	}
 	// A step that an earlier attempt may have begun is resumed: the start
 	// of a step is written lazily (with progress, at most a few times a
-	// second), so any step not recorded done counts once the job was
-	// claimed before.
+	// second; its end at once), so any step not recorded done counts once
+	// the job was claimed before.
 	resumed := st.State == store.JobRunning || st.State == store.JobFailed || r.job.Attempts > 1
 	st.State, st.StartedAt, st.EndedAt, st.Error = store.JobRunning, r.m.cfg.Now(), time.Time{}, ""
 	r.job.Steps[i] = st
@@ -237,9 +245,13 @@ func Do[T any](ctx context.Context, r *Run, name string, fn func(ctx context.Con
 	r.job.Steps[i] = st
 	r.dirty = true
 	r.mu.Unlock()
-	// A step's end is written with the next step's start or the job's end:
-	// a crash before then runs the step again, resumed.
-	r.Progress(0)
+	r.setProgress(0)
+	// A step's end is written before the next step begins: what a step
+	// decided (the host a VM goes to) must not be decided again
+	// differently after a crash.
+	if serr := r.save(true); serr != nil && err == nil {
+		err = serr
+	}
 	return v, err
 }
 

@@ -88,7 +88,7 @@ func (m *Manager) Consolidate(ctx context.Context, spec ConsolidateSpec) (*Conso
 		}
 	}
 	if len(ready) == 0 {
-		return fail(fmt.Errorf("%w: group %s has no host ready to take VMs", store.ErrConflict, g.Name))
+		return fail(fmt.Errorf("group %s has no host ready to take VMs", g.Name))
 	}
 	if res.Plan, err = consolidate.Plan(ctx, cands, ready, spec.Plan); err != nil {
 		return fail(err)

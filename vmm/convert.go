@@ -95,12 +95,23 @@ func (m *Manager) runConvertPhysical(ctx context.Context, r *Run) error {
 	if err := r.Input(&in); err != nil {
 		return err
 	}
+	work := filepath.Join(m.cfg.WorkDir, "p2v-"+r.Job().ID)
+	err := m.convertPhysical(ctx, r, in, work)
+	if err != nil && errors.Is(context.Cause(ctx), ErrCancelled) {
+		// Cancelled: the capture goes (a failed job keeps it for Retry).
+		if rerr := os.RemoveAll(work); rerr != nil {
+			m.log.Warn("removing a cancelled capture", "dir", work, "err", rerr)
+		}
+	}
+	return err
+}
+
+func (m *Manager) convertPhysical(ctx context.Context, r *Run, in ConvertSpec, work string) error {
 	ext := ".vhdx"
 	format := vhd.FormatVHDX
 	if in.Format == "vhd" {
 		ext, format = ".vhd", vhd.FormatVHD
 	}
-	work := filepath.Join(m.cfg.WorkDir, "p2v-"+r.Job().ID)
 	image := filepath.Join(work, in.Name+ext)
 	dstName := path.Join(in.Folder, in.Name+ext)
 	lib := m.cfg.Library

@@ -163,11 +163,40 @@ func (m *Manager) runCreateVM(ctx context.Context, r *Run) error {
 	cctx, cancel := m.callCtx(context.WithoutCancel(ctx))
 	defer cancel()
 	if uerr := m.undoCreate(cctx, in, plan); uerr != nil {
+		// The host did not answer: the record says so (VMFailed) and
+		// keeps what to take back, which the leader does when it next
+		// reaches the host (reconcile).
 		m.log.Error("taking back a failed VM creation", "vm", in.Name, "err", uerr)
-		return fmt.Errorf("%w (and taking it back failed: %v)", err, uerr)
+		undo, _ := json.Marshal(failedCreate{Input: in, Plan: plan})
+		if _, serr := m.updateVM(cctx, in.VMID, func(vm *store.VM) bool {
+			vm.State, vm.HostID, vm.Spec = VMFailed, plan.HostID, undo
+			return true
+		}); serr != nil && !errors.Is(serr, store.ErrNotFound) {
+			m.log.Error("recording a failed VM creation", "vm", in.Name, "err", serr)
+		}
+		return fmt.Errorf("%w; taking it back failed, and is left to the host's next sync: %w", err, uerr)
 	}
 	r.undone()
 	return err
+}
+
+// failedCreate is the Spec of a VMFailed record: what to take back.
+type failedCreate struct {
+	Input createInput `json:"input"`
+	Plan  vmPlan      `json:"plan"`
+}
+
+// finishUndo takes back a failed creation whose host did not answer then.
+func (m *Manager) finishUndo(ctx context.Context, rec store.VM) error {
+	var fc failedCreate
+	if err := json.Unmarshal(rec.Spec, &fc); err != nil || fc.Input.VMID != rec.ID {
+		return fmt.Errorf("VM %s is %s without what to take back: %v", rec.Name, VMFailed, err)
+	}
+	if err := m.undoCreate(ctx, fc.Input, fc.Plan); err != nil {
+		return err
+	}
+	m.log.Info("a failed VM creation taken back", "vm", rec.Name)
+	return nil
 }
 
 // Interrupted reports whether a job stops because its manager is closing
@@ -393,10 +422,8 @@ func (m *Manager) undoCreate(ctx context.Context, in createInput, p vmPlan) erro
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	if vm, err := m.st.VM(ctx, in.VMID); err == nil && vm.State == VMCreating || err == nil && p.HostID != "" {
-		if err := m.st.DeleteVM(ctx, in.VMID); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
+	if err := m.st.DeleteVM(ctx, in.VMID); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
 	}
 	m.mu.Lock()
 	if hc := m.hosts[p.HostID]; hc != nil {

@@ -22,6 +22,10 @@ const (
 	VMCreating = "creating"
 	// VMMissing: the VM's host answered and does not have it.
 	VMMissing = "missing"
+	// VMFailed: its CreateVM job failed and could not take back what it
+	// did on the host, which did not answer; the leader does it when the
+	// host answers again, and removes the record.
+	VMFailed = "failed"
 )
 
 // Group goals, the Goal of a store.HostGroup.
@@ -52,6 +56,7 @@ type hostConn struct {
 	info    *hostapi.HostInfo
 	infoAt  time.Time
 	known   *hostapi.HostInfo // the last facts the host gave
+	dialing chan struct{}     // closed when the dial under way ends
 	watched bool
 }
 
@@ -97,24 +102,49 @@ func (m *Manager) driver(ctx context.Context, hostID string) (hostapi.Driver, er
 }
 
 func (m *Manager) connect(ctx context.Context, hc *hostConn) (hostapi.Driver, error) {
-	hc.mu.Lock()
-	defer hc.mu.Unlock()
-	if hc.drv != nil {
-		return hc.drv, nil
+	for {
+		hc.mu.Lock()
+		if hc.drv != nil {
+			drv := hc.drv
+			hc.mu.Unlock()
+			return drv, nil
+		}
+		if wait := hc.dialing; wait != nil {
+			// Another caller dials: wait for it, without holding the
+			// lock (a host slow to answer must not stall the others).
+			hc.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		conn := m.connectors[hc.rec.Kind]
+		rec := hc.rec
+		if conn == nil {
+			hc.mu.Unlock()
+			return nil, fmt.Errorf("vmm: host %s: no connector for kind %q", rec.Name, rec.Kind)
+		}
+		done := make(chan struct{})
+		hc.dialing = done
+		hc.mu.Unlock()
+
+		cctx, cancel := m.callCtx(ctx)
+		drv, err := conn(cctx, rec.URI)
+		cancel()
+		hc.mu.Lock()
+		hc.dialing = nil
+		close(done)
+		if err != nil {
+			hc.err = err
+			hc.mu.Unlock()
+			return nil, fmt.Errorf("vmm: host %s: %w", rec.Name, err)
+		}
+		hc.drv, hc.err = drv, nil
+		hc.mu.Unlock()
+		return drv, nil
 	}
-	conn := m.connectors[hc.rec.Kind]
-	if conn == nil {
-		return nil, fmt.Errorf("vmm: host %s: no connector for kind %q", hc.rec.Name, hc.rec.Kind)
-	}
-	cctx, cancel := m.callCtx(ctx)
-	defer cancel()
-	drv, err := conn(cctx, hc.rec.URI)
-	if err != nil {
-		hc.err = err
-		return nil, fmt.Errorf("vmm: host %s: %w", hc.rec.Name, err)
-	}
-	hc.drv, hc.err = drv, nil
-	return drv, nil
 }
 
 // dropDriver forgets a failed connection so that the next use dials again.
@@ -223,7 +253,10 @@ func (m *Manager) AddHost(ctx context.Context, groupID, uri string, opts *HostOp
 		hc.rec.Name = info.Name
 	}
 	// The hosts this manager knows (its own, and others' as of its last
-	// look at the store) must not have the name or URI.
+	// look at the store) must not have the name or URI; the store refuses
+	// a name taken meanwhile by another manager.
+	m.addMu.Lock()
+	defer m.addMu.Unlock()
 	m.mu.Lock()
 	var dup *store.Host
 	for _, other := range m.hosts {
@@ -241,6 +274,9 @@ func (m *Manager) AddHost(ctx context.Context, groupID, uri string, opts *HostOp
 	rec, err := m.st.CreateHost(ctx, hc.rec)
 	if err != nil {
 		hc.close()
+		if errors.Is(err, store.ErrExists) {
+			return store.Host{}, &store.OpError{Op: "add host", ID: hc.rec.Name, Err: fmt.Errorf("%w: the inventory has a host named %s", store.ErrExists, hc.rec.Name)}
+		}
 		return store.Host{}, err
 	}
 	hc.rec = rec
@@ -331,19 +367,24 @@ func (m *Manager) VMs(ctx context.Context, f store.VMFilter) ([]store.VM, error)
 }
 
 // updateVM applies change to the current record of VM id, again when the
-// record changed under it; change returns false to write nothing.
+// record changed under it; change returns false to write nothing. The
+// store's ErrConflict also means a record the VM refers to is gone (its
+// host, its group): when the record did not change, that is the error.
 func (m *Manager) updateVM(ctx context.Context, id string, change func(vm *store.VM) bool) (store.VM, error) {
-	for {
+	for attempt := 0; ; attempt++ {
 		vm, err := m.st.VM(ctx, id)
 		if err != nil {
 			return vm, err
 		}
+		read := vm.Version
 		if !change(&vm) {
 			return vm, nil
 		}
 		vm, err = m.st.UpdateVM(ctx, vm)
-		if errors.Is(err, store.ErrConflict) {
-			continue
+		if errors.Is(err, store.ErrConflict) && attempt < 20 {
+			if cur, rerr := m.st.VM(ctx, id); rerr == nil && cur.Version != read {
+				continue // changed meanwhile: apply the change to the new record
+			}
 		}
 		return vm, err
 	}

@@ -20,7 +20,6 @@ const (
 	KindEvacuate        = "evacuate-host"
 	KindOptimize        = "optimize"
 	KindConvertPhysical = "convert-physical"
-	KindConsolidate     = "consolidate"
 	KindAddHosts        = "add-hosts"
 )
 
@@ -335,34 +334,44 @@ func (m *Manager) Watch(ctx context.Context, id string) iter.Seq2[store.Job, err
 	return func(yield func(store.Job, error) bool) {
 		var last int64 = -1
 		for {
-			ch := m.subscribe(id)
-			j, err := m.st.Job(ctx, id)
-			if err != nil {
-				if ctx.Err() == nil {
-					yield(store.Job{}, err)
-				}
+			e := m.subscribe(id)
+			next := m.watchJobOnce(ctx, id, e, &last, yield)
+			m.unsubscribe(id, e)
+			if !next {
 				return
 			}
-			if j.Version != last {
-				last = j.Version
-				if !yield(j, nil) {
-					return
-				}
-			}
-			if final(j.State) {
-				return
-			}
-			t := time.NewTimer(m.cfg.Poll)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-ch:
-			case <-t.C:
-			}
-			t.Stop()
 		}
 	}
+}
+
+// watchJobOnce reads job id, yields it if it changed, and waits for its next
+// change; it reports whether to go on.
+func (m *Manager) watchJobOnce(ctx context.Context, id string, e *watchEntry, last *int64, yield func(store.Job, error) bool) bool {
+	j, err := m.st.Job(ctx, id)
+	if err != nil {
+		if ctx.Err() == nil {
+			yield(store.Job{}, err)
+		}
+		return false
+	}
+	if j.Version != *last {
+		*last = j.Version
+		if !yield(j, nil) {
+			return false
+		}
+	}
+	if final(j.State) {
+		return false
+	}
+	t := time.NewTimer(m.cfg.Poll)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-e.ch:
+	case <-t.C:
+	}
+	return true
 }
 
 // Wait waits until job id ends and returns it: with a nil error when it
@@ -390,22 +399,41 @@ func final(s store.JobState) bool {
 
 // --- notifications within the process
 
-func (m *Manager) subscribe(id string) <-chan struct{} {
+// A watchEntry is the channel the watchers of one job wait on, closed at
+// the job's next change, and how many watchers hold it.
+type watchEntry struct {
+	ch chan struct{}
+	n  int
+}
+
+func (m *Manager) subscribe(id string) *watchEntry {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	ch := m.watch[id]
-	if ch == nil {
-		ch = make(chan struct{})
-		m.watch[id] = ch
+	e := m.watch[id]
+	if e == nil {
+		e = &watchEntry{ch: make(chan struct{})}
+		m.watch[id] = e
 	}
-	return ch
+	e.n++
+	return e
+}
+
+// unsubscribe lets go of e: the last watcher of an entry still waited on
+// removes it.
+func (m *Manager) unsubscribe(id string, e *watchEntry) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e.n--
+	if e.n == 0 && m.watch[id] == e {
+		delete(m.watch, id)
+	}
 }
 
 func (m *Manager) notify(id string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if ch := m.watch[id]; ch != nil {
-		close(ch)
+	if e := m.watch[id]; e != nil {
+		close(e.ch)
 		delete(m.watch, id)
 	}
 }

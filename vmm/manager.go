@@ -49,10 +49,11 @@ type Manager struct {
 	wg     sync.WaitGroup
 	leadWG sync.WaitGroup
 
+	addMu       sync.Mutex // AddHost's check and insert, one at a time
 	mu          sync.Mutex
 	hosts       map[string]*hostConn // by host ID
 	running     map[string]*Run      // jobs this manager runs, by ID
-	watch       map[string]chan struct{}
+	watch       map[string]*watchEntry
 	wakeCh      chan struct{}
 	pending     map[string]map[string]placement.Vector // demand of VMs being made, by host ID and VM name
 	groupLocks  map[string]*sync.Mutex                 // placements in a group, one at a time
@@ -74,7 +75,7 @@ func New(cfg Config) (*Manager, error) {
 		id:         cfg.Instance,
 		hosts:      map[string]*hostConn{},
 		running:    map[string]*Run{},
-		watch:      map[string]chan struct{}{},
+		watch:      map[string]*watchEntry{},
 		wakeCh:     make(chan struct{}),
 		pending:    map[string]map[string]placement.Vector{},
 		groupLocks: map[string]*sync.Mutex{},
@@ -232,9 +233,6 @@ func (m *Manager) tryLead(ctx context.Context) {
 	m.mu.Lock()
 	if m.closed || led == m.leading {
 		m.mu.Unlock()
-		if led {
-			m.refreshHosts(ctx)
-		}
 		return
 	}
 	m.leading = led
@@ -315,6 +313,9 @@ func (m *Manager) leaderLoop() {
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(m.ctx, m.cfg.Lease/3)
 			m.tryLead(ctx)
+			// Every manager keeps its list of hosts current (hosts other
+			// managers added or removed); the leader watches new ones.
+			m.refreshHosts(ctx)
 			cancel()
 			if !m.isLeader() {
 				continue

@@ -24,9 +24,10 @@ type MigrateSpec struct {
 
 // MigrateResult is the result of a migrate-vm job.
 type MigrateResult struct {
-	From, To string // host IDs
-	Live     bool
-	Stars    float64 // the destination's rating
+	From  string  `json:"from"` // host IDs
+	To    string  `json:"to"`
+	Live  bool    `json:"live"`
+	Stars float64 `json:"stars"` // the destination's rating
 }
 
 // MigrateVM queues a job that moves a VM to another host of its group:

@@ -134,17 +134,32 @@ func (m *Manager) reconcile(ctx context.Context, hc *hostConn, drv hostapi.Drive
 		}
 	}
 	h := hc.record()
+	var recs []store.VM
+	var err error
+	if known != nil {
+		recs = *known
+	} else if recs, err = m.st.VMs(ctx, store.VMFilter{HostID: h.ID}); err != nil {
+		return err
+	}
+	// Failed creations to take back, now that the host answers: before
+	// the host's VMs are listed, so that what they take back is not seen.
+	kept := recs[:0:0]
+	for _, r := range recs {
+		if r.State != VMFailed {
+			kept = append(kept, r)
+			continue
+		}
+		if err := m.finishUndo(ctx, r); err != nil {
+			m.log.Warn("taking back a failed VM creation", "vm", r.Name, "err", err)
+			kept = append(kept, r)
+		}
+	}
+	recs = kept
 	asOf := m.cfg.Now()
 	cctx, cancel := m.callCtx(ctx)
 	onHost, err := drv.VMs(cctx)
 	cancel()
 	if err != nil {
-		return err
-	}
-	var recs []store.VM
-	if known != nil {
-		recs = *known
-	} else if recs, err = m.st.VMs(ctx, store.VMFilter{HostID: h.ID}); err != nil {
 		return err
 	}
 	byName := make(map[string]store.VM, len(recs))
@@ -159,7 +174,7 @@ func (m *Manager) reconcile(ctx context.Context, hc *hostConn, drv hostapi.Drive
 		}
 	}
 	for _, r := range recs {
-		if seen[r.Name] || r.State == VMCreating || r.State == VMMissing {
+		if seen[r.Name] || r.State == VMCreating || r.State == VMMissing || r.State == VMFailed {
 			continue
 		}
 		if _, err := m.updateVM(ctx, r.ID, func(vm *store.VM) bool {
@@ -205,13 +220,13 @@ func (m *Manager) noteVM(ctx context.Context, h store.Host, onHost map[string]st
 		return err
 	}
 	for range 5 {
-		if rec.State == VMCreating || (rec.HostID == h.ID && rec.State == st.String()) {
+		if rec.State == VMCreating || rec.State == VMFailed || (rec.HostID == h.ID && rec.State == st.String()) {
 			return nil
 		}
 		stale := false
 		var err error
 		rec, err = m.updateVM(ctx, rec.ID, func(vm *store.VM) bool {
-			if vm.State == VMCreating || (vm.HostID == h.ID && vm.State == st.String()) {
+			if vm.State == VMCreating || vm.State == VMFailed || (vm.HostID == h.ID && vm.State == st.String()) {
 				return false
 			}
 			if vm.UpdatedAt.After(asOf) {
@@ -281,11 +296,11 @@ func (m *Manager) applyEvent(ctx context.Context, hc *hostConn, ev hostapi.Event
 	// Deleted or migrated out: the record stays with this host only if
 	// it still has the VM.
 	rec, ok := byName[ev.VMName]
-	if !ok || rec.State == VMCreating {
+	if !ok || rec.State == VMCreating || rec.State == VMFailed {
 		return nil
 	}
 	_, err = m.updateVM(ctx, rec.ID, func(vm *store.VM) bool {
-		if vm.HostID != h.ID || vm.State == VMCreating || vm.State == VMMissing || vm.UpdatedAt.After(asOf) {
+		if vm.HostID != h.ID || vm.State == VMCreating || vm.State == VMFailed || vm.State == VMMissing || vm.UpdatedAt.After(asOf) {
 			return false
 		}
 		vm.State = VMMissing

@@ -25,7 +25,7 @@ type HostGroup struct {
 	Version  int64 // set by the Store; pass it back unchanged to Update
 }
 
-// Host is a managed hypervisor host.
+// Host is a managed hypervisor host. Name is unique, whatever its case.
 type Host struct {
 	ID          string
 	Name        string
@@ -130,6 +130,8 @@ type Store interface {
 	// refer to the group.
 	DeleteGroup(ctx context.Context, id string) error
 
+	// CreateHost fails with ErrExists when a host has the ID or the name
+	// (in any case), also when two callers race for it.
 	CreateHost(ctx context.Context, h Host) (Host, error)
 	UpdateHost(ctx context.Context, h Host) (Host, error)
 	Host(ctx context.Context, id string) (Host, error)

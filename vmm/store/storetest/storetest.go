@@ -176,6 +176,8 @@ func testHosts(t *testing.T, open func() store.Store) {
 
 	_, err = s.CreateHost(c, store.Host{ID: "h1", Name: "dup", GroupID: g1.ID})
 	wantErr(t, "CreateHost with a taken ID", err, store.ErrExists)
+	_, err = s.CreateHost(c, store.Host{Name: "HV01", GroupID: g2.ID})
+	wantErr(t, "CreateHost with a taken name in another case", err, store.ErrExists)
 	_, err = s.CreateHost(c, store.Host{Name: "nogroup"})
 	wantErr(t, "CreateHost without a group", err, store.ErrInvalid)
 	_, err = s.CreateHost(c, store.Host{Name: "badgroup", GroupID: "nosuch"})

@@ -67,6 +67,7 @@ CREATE TABLE leases (
 );`,
 	`ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE hosts ADD COLUMN site TEXT NOT NULL DEFAULT ''`,
+	`CREATE UNIQUE INDEX hosts_name ON hosts (lower(name))`,
 }
 
 // Version is the schema version this code writes.

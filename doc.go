@@ -48,12 +48,16 @@
 //     objects with replicas, the nearest picked for each site, and copied
 //     in verified, resumable chunks (examples/library lists and replicates).
 //
+//   - [github.com/vmmkit/vmmkit/vmm]: the Manager facade: inventory (host
+//     groups, hosts, VMs kept current from the hosts' events), persistent
+//     jobs with progress, cancel, retry and resume after a crash, and the
+//     workflows CreateVM, MigrateVM, Optimize, ConvertPhysical,
+//     Consolidate and AddHostsFromAD, on an embedded SQLite store or on
+//     PostgreSQL shared by several managers
+//     ([github.com/vmmkit/vmmkit/vmm/store], with a conformance suite).
+//     examples/quickstart runs it on a simulated fleet.
+//
 // Planned:
 //
-//   - vmm: the Manager facade: inventory, persistent jobs, workflows, an
-//     embedded SQLite store or PostgreSQL; vmm/selfservice is the
-//     self-service web portal. Its store is built:
-//     [github.com/vmmkit/vmmkit/vmm/store] (inventory, jobs with leases,
-//     leadership and quota on SQLite and PostgreSQL, with a conformance
-//     suite).
+//   - vmm/selfservice: the self-service web portal.
 package vmmkit

@@ -159,7 +159,14 @@ func (m *Manager) runCreateVM(ctx context.Context, r *Run) error {
 		return err
 	}
 	// Failed or cancelled: take back everything, the record last, so that
-	// a Retry starts clean.
+	// a Retry starts clean. The steps are recorded as undone first: when
+	// that cannot be written (the store is full or gone), nothing is taken
+	// back, and the attempt that resumes the job finds what this one did
+	// where its record says.
+	r.undone()
+	if serr := r.save(true); serr != nil {
+		return fmt.Errorf("%w; not taken back, since the job's record cannot be written: %w", err, serr)
+	}
 	cctx, cancel := m.callCtx(context.WithoutCancel(ctx))
 	defer cancel()
 	if uerr := m.undoCreate(cctx, in, plan); uerr != nil {
@@ -176,7 +183,6 @@ func (m *Manager) runCreateVM(ctx context.Context, r *Run) error {
 		}
 		return fmt.Errorf("%w; taking it back failed, and is left to the host's next sync: %w", err, uerr)
 	}
-	r.undone()
 	return err
 }
 

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -135,7 +137,12 @@ type effectResult struct {
 // effectJob is the job kind of TestTwoManagersFailover: one step that
 // records an effect in the table effects, once, however many times the
 // job is run.
-func effectJob(db *pgxpool.Pool, instance string) vmm.JobFunc {
+//
+// With stallAt above zero, the manager's stallAt-th effect is followed by
+// a stall (and marker written): the parent kills it there, holding a job
+// whose effect is recorded and whose step is not.
+func effectJob(db *pgxpool.Pool, instance string, stallAt int64, marker string) vmm.JobFunc {
+	var done atomic.Int64
 	return func(ctx context.Context, r *vmm.Run) error {
 		id := r.Job().ID
 		res, err := vmm.Do(ctx, r, "effect", func(ctx context.Context, resumed bool) (effectResult, error) {
@@ -157,6 +164,12 @@ func effectJob(db *pgxpool.Pool, instance string) vmm.JobFunc {
 			}
 			if _, err := db.Exec(ctx, `INSERT INTO effects (job_id, instance) VALUES ($1, $2)`, id, instance); err != nil {
 				return res, err
+			}
+			if stallAt > 0 && done.Add(1) == stallAt {
+				if err := os.WriteFile(marker, []byte(id), 0o600); err != nil {
+					return res, err
+				}
+				select {} // until killed
 			}
 			// Some more work after the effect, which widens the window
 			// in which a crash leaves the effect done and the step not.
@@ -185,6 +198,8 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // jobs until every job of the store ended (or it is killed).
 func runFailoverChild(t *testing.T) {
 	dsn, instance := os.Getenv(helperEnv+"_DSN"), os.Getenv(helperEnv+"_INSTANCE")
+	stallAt, _ := strconv.ParseInt(os.Getenv(helperEnv+"_STALL_AT"), 10, 64)
+	marker := os.Getenv(helperEnv + "_MARKER")
 	require.NotEmpty(t, dsn)
 	require.NotEmpty(t, instance)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // in case the parent is gone
@@ -194,7 +209,7 @@ func runFailoverChild(t *testing.T) {
 	defer db.Close()
 	m, err := vmm.New(vmm.Config{
 		PostgresDSN: dsn, Instance: instance, Workers: 4, Lease: failoverLease, Poll: failoverPoll,
-		Jobs:   map[string]vmm.JobFunc{effectKind: effectJob(db, instance)},
+		Jobs:   map[string]vmm.JobFunc{effectKind: effectJob(db, instance, stallAt, marker)},
 		Logger: childLogger(),
 	})
 	require.NoError(t, err)
@@ -252,7 +267,8 @@ func TestTwoManagersFailover(t *testing.T) {
 	env := func(instance string) []string {
 		return []string{helperEnv + "=failover", helperEnv + "_DSN=" + dsn, helperEnv + "_INSTANCE=" + instance}
 	}
-	a := startHelper(t, "A", env("A")...)
+	marker := filepath.Join(t.TempDir(), "A-stalled")
+	a := startHelper(t, "A", append(env("A"), helperEnv+"_STALL_AT="+strconv.Itoa(failoverJobs/4), helperEnv+"_MARKER="+marker)...)
 	b := startHelper(t, "B", env("B")...)
 
 	count := func(q string, args ...any) int {
@@ -260,30 +276,15 @@ func TestTwoManagersFailover(t *testing.T) {
 		require.NoError(t, conn.QueryRow(ctx, q, args...).Scan(&n), q)
 		return n
 	}
-	// Kill A once half the effects exist, at a moment when A recorded the
-	// effect of a job it still runs (the window idempotence is for); after
-	// a few seconds of trying, at any moment.
-	var half time.Time
+	// Kill A after its 50th effect, which it follows by a stall: it holds
+	// that job with the effect recorded and the step not (the window
+	// idempotence is for), and about half the jobs are done.
 	for {
 		require.False(t, a.exited(), "child A ended before it was killed")
 		require.False(t, b.exited(), "child B ended early")
-		require.NoError(t, ctx.Err(), "waiting for %d effects", failoverJobs/2)
-		if count(`SELECT count(*) FROM effects`) >= failoverJobs/2 {
-			if half.IsZero() {
-				half = time.Now()
-			}
-			running, err := front.Jobs(ctx, store.JobFilter{State: store.JobRunning, Kind: effectKind})
-			require.NoError(t, err)
-			var mid []string
-			for _, j := range running {
-				if j.Owner == "A" {
-					mid = append(mid, j.ID)
-				}
-			}
-			if len(mid) > 0 && count(`SELECT count(*) FROM effects WHERE instance = 'A' AND job_id = ANY($1)`, mid) > 0 ||
-				time.Since(half) > 5*time.Second {
-				break
-			}
+		require.NoError(t, ctx.Err(), "waiting for A to stall")
+		if _, err := os.Stat(marker); err == nil {
+			break
 		}
 		time.Sleep(2 * time.Millisecond)
 	}

@@ -103,6 +103,8 @@ func New(cfg Config) (*Manager, error) {
 		KindOptimize:        m.runOptimize,
 		KindConvertPhysical: m.runConvertPhysical,
 		KindAddHosts:        m.runAddHosts,
+		KindVMAction:        m.runVMAction,
+		KindDeleteVM:        m.runDeleteVM,
 	}
 	for k, f := range cfg.Jobs {
 		if _, ok := m.handlers[k]; ok {

@@ -1,0 +1,651 @@
+package selfservice
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"embed"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/vmmkit/vmmkit/vmm"
+	"github.com/vmmkit/vmmkit/vmm/store"
+)
+
+//go:embed templates/*.html static/*
+var assets embed.FS
+
+// Config sets up the portal. Zero fields mean the defaults given.
+type Config struct {
+	// Manager runs the VMs' jobs. Required.
+	Manager *vmm.Manager
+	// Roles, set by the administrator; a user may be in several.
+	Roles []Role
+	// Auth checks sign-ins. Required.
+	Auth Authenticator
+	// AdminUsers and AdminGroups may see every role on the roles page;
+	// others see their own.
+	AdminUsers, AdminGroups []string
+	// Dev labels every page "development mode" (with DevUsers).
+	Dev bool
+	// SessionTTL is how long a sign-in lasts; 0 means 8 hours.
+	SessionTTL time.Duration
+	// Secure marks the session cookie Secure even when the request did
+	// not come over TLS (behind a TLS-terminating proxy).
+	Secure bool
+	// LoginLimit is the failed sign-ins allowed per user name and per
+	// address in LoginWindow before more are refused; 0 means 5 a minute.
+	LoginLimit  int
+	LoginWindow time.Duration
+	// Logger receives sign-ins and refusals; nil discards.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// A Handler is the portal, an http.Handler to mount. It is safe for
+// concurrent use. Sessions live in its memory: a restart signs everyone
+// out.
+type Handler struct {
+	cfg   Config
+	roles []*Role
+	mux   *http.ServeMux
+	tmpl  *template.Template
+	log   *slog.Logger
+	now   func() time.Time
+	users *limiter
+	addrs *limiter
+
+	mu       sync.Mutex
+	sessions map[string]*session
+}
+
+type session struct {
+	id, csrf string
+	who      Identity
+	expires  time.Time
+}
+
+const cookieName = "vmm_session"
+
+// New checks cfg and returns the portal.
+func New(cfg Config) (*Handler, error) {
+	if cfg.Manager == nil || cfg.Auth == nil {
+		return nil, errors.New("selfservice: Config.Manager and Config.Auth are required")
+	}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = 8 * time.Hour
+	}
+	if cfg.LoginLimit <= 0 {
+		cfg.LoginLimit = 5
+	}
+	if cfg.LoginWindow <= 0 {
+		cfg.LoginWindow = time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	h := &Handler{cfg: cfg, log: cfg.Logger, now: cfg.Now, sessions: map[string]*session{},
+		users: newLimiter(cfg.LoginLimit, cfg.LoginWindow), addrs: newLimiter(4*cfg.LoginLimit, cfg.LoginWindow)}
+	names := map[string]bool{}
+	for i := range cfg.Roles {
+		r := cfg.Roles[i] // a copy: the caller's slice is not changed
+		if err := r.check(); err != nil {
+			return nil, err
+		}
+		if names[r.Name] {
+			return nil, fmt.Errorf("selfservice: two roles named %s", r.Name)
+		}
+		names[r.Name] = true
+		h.roles = append(h.roles, &r)
+	}
+	t, err := template.New("").Funcs(template.FuncMap{
+		"dict": func(kv ...any) map[string]any {
+			m := map[string]any{}
+			for i := 0; i+1 < len(kv); i += 2 {
+				m[kv[i].(string)] = kv[i+1]
+			}
+			return m
+		},
+		"stateClass": func(s string) string {
+			switch s {
+			case "running":
+				return "ok"
+			case "creating", vmm.VMFailed, vmm.VMMissing:
+				return "warn"
+			}
+			return ""
+		},
+	}).ParseFS(assets, "templates/*.html")
+	if err != nil {
+		return nil, err
+	}
+	h.tmpl = t
+	static, _ := fs.Sub(assets, "static")
+	m := http.NewServeMux()
+	m.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	m.HandleFunc("GET /login", h.loginPage)
+	m.HandleFunc("POST /login", h.login)
+	m.HandleFunc("POST /logout", h.signedIn(h.logout))
+	m.HandleFunc("GET /{$}", h.signedIn(h.list))
+	m.HandleFunc("GET /new", h.signedIn(h.newPage))
+	m.HandleFunc("POST /vms", h.signedIn(h.create))
+	m.HandleFunc("GET /vms/{id}", h.signedIn(h.vmPage))
+	m.HandleFunc("POST /vms/{id}/{action}", h.signedIn(h.act))
+	m.HandleFunc("GET /jobs/{id}", h.signedIn(h.jobPage))
+	m.HandleFunc("GET /jobs/{id}/events", h.signedIn(h.jobEvents))
+	m.HandleFunc("GET /admin/roles", h.signedIn(h.rolesPage))
+	h.mux = m
+	return h, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hd := w.Header()
+	hd.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("Referrer-Policy", "no-referrer")
+	hd.Set("Cache-Control", "no-store")
+	h.mux.ServeHTTP(w, r)
+}
+
+// --- sessions
+
+func randomToken() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func (h *Handler) session(r *http.Request) *session {
+	c, err := r.Cookie(cookieName)
+	if err != nil {
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.sessions[c.Value]
+	if s == nil {
+		return nil
+	}
+	if h.now().After(s.expires) {
+		delete(h.sessions, c.Value)
+		return nil
+	}
+	return s
+}
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request, s *session)
+
+// signedIn lets through requests of a live session, and POSTs only with
+// its CSRF token.
+func (h *Handler) signedIn(f handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s := h.session(r)
+		if s == nil {
+			if r.Method == http.MethodGet && r.URL.Path != "/jobs/"+r.PathValue("id")+"/events" {
+				http.Redirect(w, r, "/login", http.StatusSeeOther)
+				return
+			}
+			http.Error(w, "sign in first", http.StatusUnauthorized)
+			return
+		}
+		if r.Method == http.MethodPost {
+			tok := r.PostFormValue("csrf")
+			if subtle.ConstantTimeCompare([]byte(tok), []byte(s.csrf)) != 1 {
+				h.log.Warn("request without a valid CSRF token", "user", s.who.User, "path", r.URL.Path)
+				http.Error(w, "the form expired; reload the page", http.StatusForbidden)
+				return
+			}
+		}
+		f(w, r, s)
+	}
+}
+
+func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
+	if h.session(r) != nil {
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
+	h.render(w, http.StatusOK, "login.html", nil, map[string]any{})
+}
+
+func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
+	user, pass := r.PostFormValue("user"), r.PostFormValue("password")
+	now := h.now()
+	ukey, akey := "user:"+normalize(user), addrKey(r.RemoteAddr)
+	if h.users.blocked(ukey, now) || h.addrs.blocked(akey, now) {
+		h.log.Warn("sign-in refused: too many failures", "user", user, "addr", r.RemoteAddr)
+		h.render(w, http.StatusTooManyRequests, "login.html", nil, map[string]any{"Error": "Too many failed sign-ins. Wait a minute and try again."})
+		return
+	}
+	if user == "" || pass == "" || len(user) > 256 || len(pass) > 1024 {
+		h.render(w, http.StatusUnauthorized, "login.html", nil, map[string]any{"Error": "Wrong user name or password.", "User": user})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	who, err := h.cfg.Auth.Authenticate(ctx, user, pass)
+	if err != nil {
+		if errors.Is(err, ErrBadCredentials) {
+			h.users.fail(ukey, now)
+			h.addrs.fail(akey, now)
+			h.log.Info("sign-in failed", "user", user, "addr", r.RemoteAddr)
+			h.render(w, http.StatusUnauthorized, "login.html", nil, map[string]any{"Error": "Wrong user name or password.", "User": user})
+			return
+		}
+		h.log.Error("sign-in: the directory did not answer", "user", user, "err", err)
+		h.render(w, http.StatusServiceUnavailable, "login.html", nil, map[string]any{"Error": "Sign-in is not available now. Try again later.", "User": user})
+		return
+	}
+	if len(h.rolesOf(who)) == 0 {
+		h.log.Info("sign-in of a user without a role", "user", who.User)
+		h.render(w, http.StatusForbidden, "login.html", nil, map[string]any{"Error": "Your account has no access to this portal.", "User": user})
+		return
+	}
+	s := &session{id: randomToken(), csrf: randomToken(), who: who, expires: now.Add(h.cfg.SessionTTL)}
+	h.mu.Lock()
+	h.sessions[s.id] = s
+	for id, o := range h.sessions { // drop expired ones now and then
+		if now.After(o.expires) {
+			delete(h.sessions, id)
+		}
+	}
+	h.mu.Unlock()
+	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: s.id, Path: "/", HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: h.cfg.Secure || r.TLS != nil, Expires: s.expires})
+	h.log.Info("signed in", "user", who.User, "addr", r.RemoteAddr)
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+func (h *Handler) logout(w http.ResponseWriter, r *http.Request, s *session) {
+	h.mu.Lock()
+	delete(h.sessions, s.id)
+	h.mu.Unlock()
+	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: "/", HttpOnly: true, MaxAge: -1,
+		SameSite: http.SameSiteStrictMode, Secure: h.cfg.Secure || r.TLS != nil})
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+func normalize(user string) string {
+	b := []byte(user)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// --- roles and VMs
+
+func (h *Handler) rolesOf(who Identity) []*Role {
+	var out []*Role
+	for _, r := range h.roles {
+		if r.has(who) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// vmView is a VM as the portal shows it, with the role it falls under.
+type vmView struct {
+	store.VM
+	Role    *Role
+	Actions []string
+}
+
+// visible lists the VMs s may see: their own in each role's host group, or
+// every VM of a shared role.
+func (h *Handler) visible(ctx context.Context, s *session) ([]vmView, error) {
+	var out []vmView
+	seen := map[string]bool{}
+	for _, r := range h.rolesOf(s.who) {
+		vms, err := h.cfg.Manager.VMs(ctx, store.VMFilter{GroupID: r.HostGroup, Owner: r.owner(s.who.User)})
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range vms {
+			if seen[v.ID] {
+				continue
+			}
+			seen[v.ID] = true
+			out = append(out, vmView{VM: v, Role: r, Actions: vmActions(r, v.State)})
+		}
+	}
+	slices.SortFunc(out, func(a, b vmView) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out, nil
+}
+
+// vmActions are the actions of role r that make sense in state st.
+func vmActions(r *Role, st string) []string {
+	var can []string
+	switch st {
+	case "running":
+		can = []string{ActShutdown, ActStop, ActPause, ActReboot}
+	case "stopped", "crashed":
+		can = []string{ActStart, ActRemove}
+	case "paused":
+		can = []string{ActPause, ActStop}
+	case vmm.VMMissing:
+		can = []string{ActRemove}
+	}
+	var out []string
+	for _, a := range can {
+		if r.allows(a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// find returns VM id if s may see it; the ID alone is no authority.
+func (h *Handler) find(ctx context.Context, s *session, id string) (vmView, bool, error) {
+	vms, err := h.visible(ctx, s)
+	if err != nil {
+		return vmView{}, false, err
+	}
+	for _, v := range vms {
+		if v.ID == id {
+			return v, true, nil
+		}
+	}
+	return vmView{}, false, nil
+}
+
+// --- pages
+
+func (h *Handler) render(w http.ResponseWriter, code int, name string, s *session, data map[string]any) {
+	data["Dev"] = h.cfg.Dev
+	if s != nil {
+		data["User"] = s.who.User
+		data["CSRF"] = s.csrf
+		data["SignedIn"] = true
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(code)
+	if err := h.tmpl.ExecuteTemplate(w, name, data); err != nil {
+		h.log.Error("rendering a page", "page", name, "err", err)
+	}
+}
+
+func (h *Handler) fail(w http.ResponseWriter, s *session, code int, msg string) {
+	h.render(w, code, "error.html", s, map[string]any{"Message": msg, "Code": code})
+}
+
+func (h *Handler) list(w http.ResponseWriter, r *http.Request, s *session) {
+	vms, err := h.visible(r.Context(), s)
+	if err != nil {
+		h.log.Error("listing VMs", "user", s.who.User, "err", err)
+		h.fail(w, s, http.StatusInternalServerError, "The VMs cannot be listed now.")
+		return
+	}
+	canCreate := false
+	for _, ro := range h.rolesOf(s.who) {
+		canCreate = canCreate || ro.allows(ActCreate)
+	}
+	h.render(w, http.StatusOK, "list.html", s, map[string]any{"VMs": vms, "CanCreate": canCreate})
+}
+
+// offer is a template a user may create, under a role.
+type offer struct {
+	Role     string
+	Template string
+	Points   int
+	Left     int // points (or VMs) left; -1 for no cap
+}
+
+func (h *Handler) offers(ctx context.Context, s *session) ([]offer, error) {
+	var out []offer
+	for _, ro := range h.rolesOf(s.who) {
+		if !ro.allows(ActCreate) {
+			continue
+		}
+		left := -1
+		if ro.limit() > 0 {
+			vms, err := h.cfg.Manager.VMs(ctx, store.VMFilter{Owner: ro.owner(s.who.User)})
+			if err != nil {
+				return nil, err
+			}
+			used := 0
+			for _, v := range vms {
+				used += v.Points
+			}
+			left = max(0, ro.limit()-used)
+		}
+		for _, t := range ro.Templates {
+			p := ro.points(t)
+			if ro.Quota == 0 {
+				p = 1
+			}
+			out = append(out, offer{Role: ro.Name, Template: t, Points: p, Left: left})
+		}
+	}
+	return out, nil
+}
+
+func (h *Handler) newPage(w http.ResponseWriter, r *http.Request, s *session) {
+	offers, err := h.offers(r.Context(), s)
+	if err != nil {
+		h.fail(w, s, http.StatusInternalServerError, "The templates cannot be listed now.")
+		return
+	}
+	if len(offers) == 0 {
+		h.fail(w, s, http.StatusForbidden, "Your roles do not let you create VMs.")
+		return
+	}
+	h.render(w, http.StatusOK, "new.html", s, map[string]any{"Offers": offers})
+}
+
+func (h *Handler) create(w http.ResponseWriter, r *http.Request, s *session) {
+	roleName, tmpl, name := r.PostFormValue("role"), r.PostFormValue("template"), r.PostFormValue("name")
+	var ro *Role
+	for _, x := range h.rolesOf(s.who) {
+		if x.Name == roleName {
+			ro = x
+		}
+	}
+	again := func(code int, msg string) {
+		offers, _ := h.offers(r.Context(), s)
+		h.render(w, code, "new.html", s, map[string]any{"Offers": offers, "Error": msg, "Name": name})
+	}
+	switch {
+	case ro == nil || !ro.allows(ActCreate) || !ro.template(tmpl):
+		h.log.Warn("create refused: not allowed", "user", s.who.User, "role", roleName, "template", tmpl)
+		again(http.StatusForbidden, "That template is not one your roles allow.")
+		return
+	case !ro.names.MatchString(name):
+		again(http.StatusBadRequest, "The name does not follow the pattern your role sets.")
+		return
+	}
+	pts := ro.points(tmpl)
+	if ro.Quota == 0 {
+		pts = 1
+	}
+	// Said at once when already over; the job's reserve step checks it
+	// again atomically with the insert (requests at the same time).
+	if lim := ro.limit(); lim > 0 {
+		vms, err := h.cfg.Manager.VMs(r.Context(), store.VMFilter{Owner: ro.owner(s.who.User)})
+		if err != nil {
+			again(http.StatusInternalServerError, "The quota cannot be checked now.")
+			return
+		}
+		used := 0
+		for _, v := range vms {
+			used += v.Points
+		}
+		if used+pts > lim {
+			again(http.StatusBadRequest, fmt.Sprintf("The VM cannot be created: it would exceed your quota (%d of %d points used).", used, lim))
+			return
+		}
+	}
+	job, err := h.cfg.Manager.CreateVM(r.Context(), vmm.VMSpec{Name: name, Group: ro.HostGroup, Template: tmpl,
+		Owner: ro.owner(s.who.User), User: s.who.User, Points: pts, QuotaLimit: ro.limit()})
+	if err != nil {
+		h.log.Warn("create refused", "user", s.who.User, "vm", name, "err", err)
+		again(http.StatusBadRequest, "The VM cannot be created: "+publicReason(err))
+		return
+	}
+	http.Redirect(w, r, "/jobs/"+job.ID, http.StatusSeeOther)
+}
+
+// publicReason says why a request failed without internal detail.
+func publicReason(err error) string {
+	switch {
+	case errors.Is(err, store.ErrQuota):
+		return "it would exceed your quota."
+	case errors.Is(err, store.ErrExists):
+		return "a VM of that name exists."
+	case errors.Is(err, store.ErrInvalid):
+		return "the request is not valid."
+	case errors.Is(err, store.ErrConflict):
+		return "the VM is busy; try again when its job ended."
+	}
+	return "an internal error; try again later."
+}
+
+func (h *Handler) vmPage(w http.ResponseWriter, r *http.Request, s *session) {
+	v, ok, err := h.find(r.Context(), s, r.PathValue("id"))
+	if err != nil {
+		h.fail(w, s, http.StatusInternalServerError, "The VM cannot be read now.")
+		return
+	}
+	if !ok {
+		h.fail(w, s, http.StatusNotFound, "There is no such VM among yours.")
+		return
+	}
+	h.render(w, http.StatusOK, "vm.html", s, map[string]any{"VM": v})
+}
+
+func (h *Handler) act(w http.ResponseWriter, r *http.Request, s *session) {
+	v, ok, err := h.find(r.Context(), s, r.PathValue("id"))
+	if err != nil {
+		h.fail(w, s, http.StatusInternalServerError, "The VM cannot be read now.")
+		return
+	}
+	action := r.PathValue("action")
+	if !ok || !slices.Contains(v.Actions, action) {
+		h.log.Warn("action refused", "user", s.who.User, "vm", r.PathValue("id"), "action", action)
+		h.fail(w, s, http.StatusNotFound, "There is no such action on a VM of yours.")
+		return
+	}
+	var job store.Job
+	m := h.cfg.Manager
+	switch action {
+	case ActRemove:
+		job, err = m.DeleteVM(r.Context(), v.ID, s.who.User)
+	case ActStart:
+		job, err = m.VMAction(r.Context(), v.ID, vmm.ActionStart, s.who.User)
+	case ActStop:
+		job, err = m.VMAction(r.Context(), v.ID, vmm.ActionPowerOff, s.who.User)
+	case ActShutdown:
+		job, err = m.VMAction(r.Context(), v.ID, vmm.ActionShutdown, s.who.User)
+	case ActReboot:
+		job, err = m.VMAction(r.Context(), v.ID, vmm.ActionReboot, s.who.User)
+	case ActPause:
+		a := vmm.ActionPause
+		if v.State == "paused" {
+			a = vmm.ActionResume
+		}
+		job, err = m.VMAction(r.Context(), v.ID, a, s.who.User)
+	}
+	if err != nil {
+		h.fail(w, s, http.StatusConflict, "The action cannot be taken: "+publicReason(err))
+		return
+	}
+	http.Redirect(w, r, "/jobs/"+job.ID, http.StatusSeeOther)
+}
+
+// job returns job id if s asked for it.
+func (h *Handler) job(ctx context.Context, s *session, id string) (store.Job, bool) {
+	j, err := h.cfg.Manager.Job(ctx, id)
+	if err != nil || j.User != s.who.User {
+		return store.Job{}, false
+	}
+	return j, true
+}
+
+func (h *Handler) jobPage(w http.ResponseWriter, r *http.Request, s *session) {
+	j, ok := h.job(r.Context(), s, r.PathValue("id"))
+	if !ok {
+		h.fail(w, s, http.StatusNotFound, "There is no such job of yours.")
+		return
+	}
+	h.render(w, http.StatusOK, "job.html", s, map[string]any{"Job": jobView(j), "Ended": j.State != store.JobQueued && j.State != store.JobRunning})
+}
+
+type jobJSON struct {
+	ID       string   `json:"id"`
+	Kind     string   `json:"kind"`
+	State    string   `json:"state"`
+	Percent  int      `json:"percent"`
+	Steps    []string `json:"steps"`
+	Error    string   `json:"error,omitempty"`
+	VM       string   `json:"vm,omitempty"`
+	Finished bool     `json:"finished"`
+}
+
+func jobView(j store.Job) jobJSON {
+	v := jobJSON{ID: j.ID, Kind: j.Kind, State: string(j.State), Percent: int(j.Progress * 100), Error: j.Error,
+		Finished: j.State != store.JobQueued && j.State != store.JobRunning}
+	for _, st := range j.Steps {
+		v.Steps = append(v.Steps, st.Name+": "+string(st.State))
+	}
+	var in struct {
+		VM   string `json:"vm"`
+		VMID string `json:"vm_id"`
+	}
+	if json.Unmarshal(j.Input, &in) == nil {
+		v.VM = in.VM
+		if in.VMID != "" {
+			v.VM = in.VMID
+		}
+	}
+	return v
+}
+
+// jobEvents streams a job's progress as server-sent events until it ends.
+func (h *Handler) jobEvents(w http.ResponseWriter, r *http.Request, s *session) {
+	if _, ok := h.job(r.Context(), s, r.PathValue("id")); !ok {
+		http.Error(w, "no such job", http.StatusNotFound)
+		return
+	}
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Minute)
+	defer cancel()
+	for j, err := range h.cfg.Manager.Watch(ctx, r.PathValue("id")) {
+		if err != nil {
+			return
+		}
+		b, _ := json.Marshal(jobView(j))
+		fmt.Fprintf(w, "data: %s\n\n", b)
+		fl.Flush()
+	}
+}
+
+func (h *Handler) rolesPage(w http.ResponseWriter, r *http.Request, s *session) {
+	roles := h.rolesOf(s.who)
+	admin := Role{Users: h.cfg.AdminUsers, Groups: h.cfg.AdminGroups}
+	if admin.has(s.who) {
+		roles = h.roles
+	}
+	h.render(w, http.StatusOK, "roles.html", s, map[string]any{"Roles": roles})
+}

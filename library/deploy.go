@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/vmmkit/vmmkit/hostapi"
@@ -108,19 +107,7 @@ type parentKey struct {
 
 // lockParent serializes Deploy's copies of one cached parent to one host.
 func (l *Library) lockParent(host hostapi.Driver, pool, name string) (unlock func()) {
-	k := parentKey{host, pool, name}
-	l.parentsMu.Lock()
-	if l.parents == nil {
-		l.parents = map[parentKey]*sync.Mutex{}
-	}
-	mu := l.parents[k]
-	if mu == nil {
-		mu = new(sync.Mutex)
-		l.parents[k] = mu
-	}
-	l.parentsMu.Unlock()
-	mu.Lock()
-	return mu.Unlock
+	return l.parents.Lock(parentKey{host, pool, name})
 }
 
 func (l *Library) copyImage(ctx context.Context, obj *Object, format string, host hostapi.Driver, site string, dst hostapi.DiskSpec, progress hostapi.Progress) (*hostapi.DiskInfo, error) {

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/vmmkit/vmmkit/internal/keylock"
 )
 
 // Options configure a Library. Zero fields mean defaults.
@@ -58,8 +60,7 @@ type Library struct {
 	offline map[string]bool // shares that failed the last Refresh
 	loaded  bool            // CacheDir read
 
-	parentsMu sync.Mutex
-	parents   map[parentKey]*sync.Mutex // Deploy's copies of cached parents
+	parents keylock.Map[parentKey] // Deploy's copies of cached parents
 }
 
 // New returns a library over opts.Shares. It does not touch the shares:

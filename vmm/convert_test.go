@@ -3,7 +3,6 @@ package vmm_test
 import (
 	"bytes"
 	"encoding/json"
-	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -12,7 +11,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/vmmkit/vmmkit/vhd"
 	"github.com/vmmkit/vmmkit/vmm"
 	"github.com/vmmkit/vmmkit/vmm/store"
 )
@@ -49,15 +47,7 @@ func TestConvertPhysical(t *testing.T) {
 	assert.Less(t, res.Size, int64(len(want))/2, "a dynamic image holds the data, not the zeros")
 
 	// The image in the share holds the disk.
-	d, err := vhd.Open(filepath.Join(f.libDir, "p2v", "legacy01.vhdx"))
-	require.NoError(t, err)
-	got := make([]byte, len(want))
-	n, err := d.ReadAt(got, 0)
-	if err == io.EOF && n == len(got) {
-		err = nil
-	}
-	require.NoError(t, err)
-	require.NoError(t, d.Close())
+	got := readImage(t, filepath.Join(f.libDir, "p2v", "legacy01.vhdx"), len(want))
 	assert.True(t, bytes.Equal(want, got), "image content equals the source")
 	obj, err := f.lib.Object(res.Object)
 	require.NoError(t, err)

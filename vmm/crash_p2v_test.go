@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/vmmkit/vmmkit/internal/pgtest"
 	"github.com/vmmkit/vmmkit/library"
-	"github.com/vmmkit/vmmkit/vhd"
 	"github.com/vmmkit/vmmkit/vmm"
 	"github.com/vmmkit/vmmkit/vmm/store"
 )
@@ -131,15 +129,7 @@ func TestCrashMidConvertPhysical(t *testing.T) {
 				return err
 			}))
 			assert.Equal(t, []string{"p2v/phys.vhdx"}, files, "files in the share")
-			d, err := vhd.Open(filepath.Join(dir, "library", "p2v", "phys.vhdx"))
-			require.NoError(t, err)
-			got := make([]byte, len(want))
-			n, err := d.ReadAt(got, 0)
-			if err == io.EOF && n == len(got) {
-				err = nil
-			}
-			require.NoError(t, err)
-			require.NoError(t, d.Close())
+			got := readImage(t, filepath.Join(dir, "library", "p2v", "phys.vhdx"), len(want))
 			assert.True(t, bytes.Equal(want, got), "the image holds the disk")
 			objs := 0
 			for o := range lib.Objects() {

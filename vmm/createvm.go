@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
-	"sync"
 
 	"github.com/vmmkit/vmmkit/hostapi"
 	"github.com/vmmkit/vmmkit/library"
@@ -622,14 +621,4 @@ func (m *Manager) dropPending(hostID, name string) {
 }
 
 // lockGroup serializes placements in one host group.
-func (m *Manager) lockGroup(id string) (unlock func()) {
-	m.mu.Lock()
-	mu := m.groupLocks[id]
-	if mu == nil {
-		mu = new(sync.Mutex)
-		m.groupLocks[id] = mu
-	}
-	m.mu.Unlock()
-	mu.Lock()
-	return mu.Unlock
-}
+func (m *Manager) lockGroup(id string) (unlock func()) { return m.groupLocks.Lock(id) }

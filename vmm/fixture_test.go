@@ -2,6 +2,7 @@ package vmm_test
 
 import (
 	"context"
+	"io"
 	"path/filepath"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/vmmkit/vmmkit/hostapi/sim"
 	"github.com/vmmkit/vmmkit/internal/demolib"
 	"github.com/vmmkit/vmmkit/library"
+	"github.com/vmmkit/vmmkit/vhd"
 	"github.com/vmmkit/vmmkit/vmm"
 	"github.com/vmmkit/vmmkit/vmm/store"
 )
@@ -127,4 +129,31 @@ func (f *fixture) vm(t *testing.T, name string) *hostapi.VMInfo {
 		}
 	}
 	return nil
+}
+
+// waitStep waits until step i of job id is running on m.
+func waitStep(t *testing.T, m *vmm.Manager, id string, i int) {
+	t.Helper()
+	for cur, err := range m.Watch(tctx(t), id) {
+		require.NoError(t, err)
+		if len(cur.Steps) > i && cur.Steps[i].State == store.JobRunning {
+			return
+		}
+	}
+	t.Fatalf("job %s ended before step %d ran", id, i)
+}
+
+// readImage returns the first n bytes an image holds.
+func readImage(t *testing.T, path string, n int) []byte {
+	t.Helper()
+	d, err := vhd.Open(path)
+	require.NoError(t, err)
+	defer d.Close()
+	got := make([]byte, n)
+	k, err := d.ReadAt(got, 0)
+	if err == io.EOF && k == n {
+		err = nil
+	}
+	require.NoError(t, err)
+	return got
 }

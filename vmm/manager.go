@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vmmkit/vmmkit/internal/keylock"
 	"github.com/vmmkit/vmmkit/library"
 	"github.com/vmmkit/vmmkit/placement"
 	"github.com/vmmkit/vmmkit/vmm/store"
@@ -56,7 +57,7 @@ type Manager struct {
 	watch       map[string]*watchEntry
 	wakeCh      chan struct{}
 	pending     map[string]map[string]placement.Vector // demand of VMs being made, by host ID and VM name
-	groupLocks  map[string]*sync.Mutex                 // placements in a group, one at a time
+	groupLocks  keylock.Map[string]                    // placements in a group, one at a time
 	leading     bool
 	stopLead    context.CancelFunc
 	leadContext context.Context
@@ -69,16 +70,15 @@ type Manager struct {
 func New(cfg Config) (*Manager, error) {
 	cfg.defaults()
 	m := &Manager{
-		cfg:        cfg,
-		st:         cfg.Store,
-		log:        cfg.Logger,
-		id:         cfg.Instance,
-		hosts:      map[string]*hostConn{},
-		running:    map[string]*Run{},
-		watch:      map[string]*watchEntry{},
-		wakeCh:     make(chan struct{}),
-		pending:    map[string]map[string]placement.Vector{},
-		groupLocks: map[string]*sync.Mutex{},
+		cfg:     cfg,
+		st:      cfg.Store,
+		log:     cfg.Logger,
+		id:      cfg.Instance,
+		hosts:   map[string]*hostConn{},
+		running: map[string]*Run{},
+		watch:   map[string]*watchEntry{},
+		wakeCh:  make(chan struct{}),
+		pending: map[string]map[string]placement.Vector{},
 	}
 	if m.id == "" {
 		hn, _ := os.Hostname()

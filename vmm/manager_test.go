@@ -162,12 +162,7 @@ func TestCancelMidCopy(t *testing.T) {
 	c := tctx(t)
 	j, err := f.m.CreateVM(c, vmm.VMSpec{Name: "slow", Group: f.group.ID, Template: "web-small"})
 	require.NoError(t, err)
-	for cur, err := range f.m.Watch(c, j.ID) {
-		require.NoError(t, err)
-		if len(cur.Steps) > 2 && cur.Steps[2].State == store.JobRunning {
-			break
-		}
-	}
+	waitStep(t, f.m, j.ID, 2)
 	time.Sleep(300 * time.Millisecond)
 	_, err = f.m.Cancel(c, j.ID)
 	require.NoError(t, err)
@@ -347,12 +342,7 @@ func TestResumeAfterClose(t *testing.T) {
 	c := tctx(t)
 	j, err := f.m.CreateVM(c, vmm.VMSpec{Name: "resumed", Group: f.group.ID, Template: "web-small"})
 	require.NoError(t, err)
-	for cur, err := range f.m.Watch(c, j.ID) {
-		require.NoError(t, err)
-		if len(cur.Steps) > 2 && cur.Steps[2].State == store.JobRunning {
-			break
-		}
-	}
+	waitStep(t, f.m, j.ID, 2)
 	require.NoError(t, f.m.Close())
 	queued, err := f.m.Store().Job(c, j.ID)
 	if err == nil { // the store is closed with the manager; read through a new one

@@ -21,12 +21,7 @@ func TestHostDownDuringCreateTakenBackLater(t *testing.T) {
 	c := tctx(t)
 	j, err := f.m.CreateVM(c, vmm.VMSpec{Name: "slow", Group: f.group.ID, Template: "web-small"})
 	require.NoError(t, err)
-	for cur, err := range f.m.Watch(c, j.ID) {
-		require.NoError(t, err)
-		if len(cur.Steps) > 2 && cur.Steps[2].State == store.JobRunning {
-			break
-		}
-	}
+	waitStep(t, f.m, j.ID, 2)
 	time.Sleep(300 * time.Millisecond)
 	f.fleet.Host("host1").SetFaults(sim.Faults{Down: true})
 	j, err = f.m.Wait(c, j.ID)

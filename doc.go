@@ -57,7 +57,9 @@
 //     ([github.com/vmmkit/vmmkit/vmm/store], with a conformance suite).
 //     examples/quickstart runs it on a simulated fleet.
 //
-// Planned:
-//
-//   - vmm/selfservice: the self-service web portal.
+//   - [github.com/vmmkit/vmmkit/vmm/selfservice]: the self-service web
+//     portal, an http.Handler: roles with templates, actions and quotas,
+//     sign-in, CSRF, server-side ownership checks, live job progress
+//     (examples/selfservice serves it with development users). Planned:
+//     sign-in against Active Directory and a browser test.
 package vmmkit

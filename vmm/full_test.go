@@ -70,9 +70,16 @@ func TestFullStore(t *testing.T) {
 		j, err := m.Wait(wc, id)
 		require.True(t, final(j.State), "job %s did not end: %s (%v)", id, j.State, err)
 		if err != nil {
+			t.Logf("job %s failed (attempts %d): %s", id, j.Attempts, j.Error)
+		}
+		if err != nil {
 			// The hosts fill up too; or the store filled up mid-job, and
 			// the job could still record that.
-			assert.Regexp(t, "no host|read-only or full", j.Error, "the reason job %s failed", id)
+			var steps []string
+			for _, st := range j.Steps {
+				steps = append(steps, st.Name+":"+string(st.State))
+			}
+			assert.Regexp(t, "no host|read-only or full", j.Error, "the reason job %s failed (attempts %d, steps %v)", id, j.Attempts, steps)
 		}
 	}
 	vms, err = m.VMs(c, store.VMFilter{})

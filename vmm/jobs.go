@@ -477,6 +477,15 @@ func (m *Manager) run(j store.Job) {
 	defer cancel(nil)
 	r := &Run{m: m, job: j, cancel: cancel, lastSave: time.Now()}
 	m.mu.Lock()
+	if m.running[j.ID] != nil {
+		// This manager runs the job already: its lease ran out while the
+		// store could not renew it (full, unreachable), and a worker of
+		// the same manager claimed it again. The run under way goes on
+		// under the new lease; a second one would do the work twice.
+		m.mu.Unlock()
+		m.log.Warn("claimed a job this manager runs already", "job", j.ID)
+		return
+	}
 	m.running[j.ID] = r
 	m.mu.Unlock()
 	defer func() {

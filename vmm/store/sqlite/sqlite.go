@@ -79,7 +79,7 @@ func New(ctx context.Context, c Config) (*Store, error) {
 		return nil, &store.OpError{Op: "open", ID: c.Path, Err: err}
 	}
 	db.SetMaxIdleConns(4)
-	s, err := sqldb.New(ctx, db, sqldb.Dialect{Classify: classify, Now: c.Now}, nil)
+	s, err := sqldb.New(ctx, db, sqldb.Dialect{Classify: classify, Now: c.Now, SerialWrites: true}, nil)
 	if err != nil {
 		db.Close()
 		return nil, err

@@ -39,6 +39,11 @@ type Dialect struct {
 	// quota) needs READ COMMITTED on PostgreSQL, whatever the server's or
 	// the DSN's default isolation is.
 	TxOptions *sql.TxOptions
+	// SerialWrites makes the write transactions of one handle take turns
+	// in the process, in the order they asked, instead of retrying the
+	// database's write lock with back-off sleeps (SQLite's busy handler),
+	// which under load left some waiting far longer than the others.
+	SerialWrites bool
 }
 
 // DB is a store.Store over a *sql.DB.
@@ -47,6 +52,7 @@ type DB struct {
 	d       Dialect
 	closeFn func() error
 
+	wmu    sync.Mutex // write transactions, with Dialect.SerialWrites
 	mu     sync.Mutex
 	closed bool
 	leads  map[[2]string]bool // {name, owner} led through this handle
@@ -190,6 +196,13 @@ func (s *DB) check(ctx context.Context, op, id string) error {
 func (s *DB) tx(ctx context.Context, op, id string, fn func(tx *sql.Tx) error) error {
 	if err := s.check(ctx, op, id); err != nil {
 		return err
+	}
+	if s.d.SerialWrites {
+		s.wmu.Lock()
+		defer s.wmu.Unlock()
+		if err := ctx.Err(); err != nil {
+			return &store.OpError{Op: op, ID: id, Err: err}
+		}
 	}
 	tx, err := s.db.BeginTx(ctx, s.d.TxOptions)
 	if err != nil {

@@ -3,7 +3,6 @@ package vmm
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/vmmkit/vmmkit/discovery"
@@ -60,7 +59,7 @@ type discovered struct {
 // again adds what is new.
 func (m *Manager) AddHostsFromAD(ctx context.Context, spec AddHostsSpec) (store.Job, error) {
 	bad := func(format string, args ...any) (store.Job, error) {
-		return store.Job{}, &store.OpError{Op: "add hosts from AD", ID: spec.Query.OU, Err: fmt.Errorf("%w: "+format, append([]any{store.ErrInvalid}, args...)...)}
+		return refuse("add hosts from AD", spec.Query.OU, format, args...)
 	}
 	switch {
 	case m.cfg.Discovery == nil:

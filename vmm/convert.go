@@ -58,7 +58,7 @@ type ConvertResult struct {
 // crash (see p2v.Capture).
 func (m *Manager) ConvertPhysical(ctx context.Context, spec ConvertSpec) (store.Job, error) {
 	bad := func(format string, args ...any) (store.Job, error) {
-		return store.Job{}, &store.OpError{Op: "convert physical", ID: spec.Name, Err: fmt.Errorf("%w: "+format, append([]any{store.ErrInvalid}, args...)...)}
+		return refuse("convert physical", spec.Name, format, args...)
 	}
 	switch {
 	case m.cfg.Library == nil:

@@ -97,9 +97,15 @@ func (m *Manager) CreateVM(ctx context.Context, spec VMSpec) (store.Job, error) 
 	return m.submitCreateVM(ctx, spec, "")
 }
 
+// refuse is the error of a request refused before any job: an *OpError
+// wrapping store.ErrInvalid.
+func refuse(op, id, format string, args ...any) (store.Job, error) {
+	return store.Job{}, &store.OpError{Op: op, ID: id, Err: fmt.Errorf("%w: "+format, append([]any{store.ErrInvalid}, args...)...)}
+}
+
 func (m *Manager) submitCreateVM(ctx context.Context, spec VMSpec, convertJob string) (store.Job, error) {
 	bad := func(format string, args ...any) (store.Job, error) {
-		return store.Job{}, &store.OpError{Op: "create VM", ID: spec.Name, Err: fmt.Errorf("%w: "+format, append([]any{store.ErrInvalid}, args...)...)}
+		return refuse("create VM", spec.Name, format, args...)
 	}
 	switch {
 	case !vmName.MatchString(spec.Name):
@@ -321,11 +327,7 @@ func (m *Manager) createVM(ctx context.Context, r *Run, in createInput, plan *vm
 			return err
 		}
 	}
-	m.mu.Lock()
-	if hc := m.hosts[p.HostID]; hc != nil {
-		hc.forgetInfo()
-	}
-	m.mu.Unlock()
+	m.forgetHost(p.HostID)
 	if _, err := m.updateVM(ctx, in.VMID, func(vm *store.VM) bool {
 		vm.HostID, vm.State = p.HostID, state.String()
 		return true
@@ -338,7 +340,12 @@ func (m *Manager) createVM(ctx context.Context, r *Run, in createInput, plan *vm
 
 // diskName is the name of a VM's disk i on its host.
 func diskName(in createInput, i int) string {
-	return fmt.Sprintf("%s-%s-disk%d", in.Name, in.VMID[:8], i)
+	return fmt.Sprintf("%s%d", diskPrefix(in.Name, in.VMID), i)
+}
+
+// diskPrefix begins the names of the disks CreateVM makes for a VM.
+func diskPrefix(name, vmID string) string {
+	return fmt.Sprintf("%s-%s-disk", name, vmID[:min(8, len(vmID))])
 }
 
 func (m *Manager) deployDisks(ctx context.Context, r *Run, in createInput, p vmPlan, drv hostapi.Driver, resumed bool) ([]string, error) {
@@ -430,11 +437,7 @@ func (m *Manager) undoCreate(ctx context.Context, in createInput, p vmPlan) erro
 	if err := m.st.DeleteVM(ctx, in.VMID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	m.mu.Lock()
-	if hc := m.hosts[p.HostID]; hc != nil {
-		hc.forgetInfo()
-	}
-	m.mu.Unlock()
+	m.forgetHost(p.HostID)
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -187,6 +188,16 @@ func (m *Manager) hostInfo(ctx context.Context, hc *hostConn, maxAge time.Durati
 	return info, nil
 }
 
+// forgetHost drops the cached facts of host id (its use changed).
+func (m *Manager) forgetHost(id string) {
+	m.mu.Lock()
+	hc := m.hosts[id]
+	m.mu.Unlock()
+	if hc != nil {
+		hc.forgetInfo()
+	}
+}
+
 func (hc *hostConn) forgetInfo() {
 	hc.mu.Lock()
 	hc.info = nil
@@ -290,8 +301,8 @@ func (m *Manager) AddHost(ctx context.Context, groupID, uri string, opts *HostOp
 			m.log.Warn("first sync of a new host", "host", rec.Name, "err", err)
 		}
 		m.mu.Lock()
-		if m.leading && m.stopLead != nil {
-			m.watchHost(m.leadCtx(), hc, nil)
+		if m.leading && m.leadContext != nil {
+			m.watchHost(m.leadContext, hc, nil)
 		}
 		m.mu.Unlock()
 	}
@@ -487,17 +498,8 @@ func fillPlacementHost(ph *placement.Host, info *hostapi.HostInfo, res store.Res
 	ph.Formats = append(ph.Formats, info.Formats...)
 	// Formats the host converts from (CopyImage) count as runnable.
 	for _, f := range []string{"vhd", "vhdx", "raw", "qcow2"} {
-		if !contains(ph.Formats, f) {
+		if !slices.Contains(ph.Formats, f) {
 			ph.Formats = append(ph.Formats, f)
 		}
 	}
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }

@@ -170,11 +170,7 @@ func (m *Manager) migrate(ctx context.Context, r *Run, vmID string, t migTarget,
 		}
 	}
 	for _, id := range []string{t.From, t.To} {
-		m.mu.Lock()
-		if hc := m.hosts[id]; hc != nil {
-			hc.forgetInfo()
-		}
-		m.mu.Unlock()
+		m.forgetHost(id)
 	}
 	_, err = m.updateVM(ctx, vmID, func(rec *store.VM) bool {
 		rec.HostID, rec.State = t.To, v.State.String()

@@ -9,11 +9,6 @@ import (
 	"github.com/vmmkit/vmmkit/vmm/store"
 )
 
-// leadCtx is the context of the current leadership; m.mu must be held.
-func (m *Manager) leadCtx() context.Context {
-	return m.leadContext
-}
-
 // watchHost starts the leader's watch of one host: a first comparison of
 // the inventory with the host, then its events, reconnecting with backoff
 // when the host fails. m.mu must be held.
@@ -162,10 +157,7 @@ func (m *Manager) reconcile(ctx context.Context, hc *hostConn, drv hostapi.Drive
 	if err != nil {
 		return err
 	}
-	byName := make(map[string]store.VM, len(recs))
-	for _, r := range recs {
-		byName[r.Name] = r
-	}
+	byName := recordsByName(recs)
 	seen := make(map[string]bool, len(onHost))
 	for _, v := range onHost {
 		seen[v.Name] = true
@@ -286,10 +278,7 @@ func (m *Manager) applyEvent(ctx context.Context, hc *hostConn, ev hostapi.Event
 	if lerr != nil {
 		return lerr
 	}
-	byName := make(map[string]store.VM, len(recs))
-	for _, r := range recs {
-		byName[r.Name] = r
-	}
+	byName := recordsByName(recs)
 	if err == nil {
 		return m.noteVM(ctx, h, byName, ev.VMName, st, asOf, cur)
 	}
@@ -310,4 +299,13 @@ func (m *Manager) applyEvent(ctx context.Context, hc *hostConn, ev hostapi.Event
 		return nil
 	}
 	return err
+}
+
+// recordsByName indexes VM records by name.
+func recordsByName(recs []store.VM) map[string]store.VM {
+	m := make(map[string]store.VM, len(recs))
+	for _, r := range recs {
+		m[r.Name] = r
+	}
+	return m
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/vmmkit/vmmkit/hostapi"
 	"github.com/vmmkit/vmmkit/vmm/store"
@@ -174,11 +175,7 @@ func (m *Manager) runDeleteVM(ctx context.Context, r *Run) error {
 					}
 				}
 			}
-			m.mu.Lock()
-			if hc := m.hosts[vm.HostID]; hc != nil {
-				hc.forgetInfo()
-			}
-			m.mu.Unlock()
+			m.forgetHost(vm.HostID)
 		}
 		if err := m.st.DeleteVM(ctx, vm.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return false, err
@@ -190,6 +187,6 @@ func (m *Manager) runDeleteVM(ctx context.Context, r *Run) error {
 
 // isOwnDisk reports whether disk name is one CreateVM made for vm.
 func isOwnDisk(name string, vm store.VM) bool {
-	prefix := fmt.Sprintf("%s-%s-disk", vm.Name, vm.ID[:min(8, len(vm.ID))])
-	return len(name) > len(prefix) && name[:len(prefix)] == prefix
+	prefix := diskPrefix(vm.Name, vm.ID)
+	return len(name) > len(prefix) && strings.HasPrefix(name, prefix)
 }

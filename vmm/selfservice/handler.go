@@ -416,25 +416,27 @@ func (h *Handler) offers(ctx context.Context, s *session) ([]offer, error) {
 		}
 		left := -1
 		if ro.limit() > 0 {
-			vms, err := h.cfg.Manager.VMs(ctx, store.VMFilter{Owner: ro.owner(s.who.User)})
+			used, err := h.usedPoints(ctx, ro.owner(s.who.User))
 			if err != nil {
 				return nil, err
-			}
-			used := 0
-			for _, v := range vms {
-				used += v.Points
 			}
 			left = max(0, ro.limit()-used)
 		}
 		for _, t := range ro.Templates {
-			p := ro.points(t)
-			if ro.Quota == 0 {
-				p = 1
-			}
-			out = append(out, offer{Role: ro.Name, Template: t, Points: p, Left: left})
+			out = append(out, offer{Role: ro.Name, Template: t, Points: ro.cost(t), Left: left})
 		}
 	}
 	return out, nil
+}
+
+// usedPoints sums the quota points of owner's VMs.
+func (h *Handler) usedPoints(ctx context.Context, owner string) (int, error) {
+	vms, err := h.cfg.Manager.VMs(ctx, store.VMFilter{Owner: owner})
+	used := 0
+	for _, v := range vms {
+		used += v.Points
+	}
+	return used, err
 }
 
 func (h *Handler) newPage(w http.ResponseWriter, r *http.Request, s *session) {
@@ -471,21 +473,14 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, s *session) {
 		again(http.StatusBadRequest, "The name does not follow the pattern your role sets.")
 		return
 	}
-	pts := ro.points(tmpl)
-	if ro.Quota == 0 {
-		pts = 1
-	}
+	pts := ro.cost(tmpl)
 	// Said at once when already over; the job's reserve step checks it
 	// again atomically with the insert (requests at the same time).
 	if lim := ro.limit(); lim > 0 {
-		vms, err := h.cfg.Manager.VMs(r.Context(), store.VMFilter{Owner: ro.owner(s.who.User)})
+		used, err := h.usedPoints(r.Context(), ro.owner(s.who.User))
 		if err != nil {
 			again(http.StatusInternalServerError, "The quota cannot be checked now.")
 			return
-		}
-		used := 0
-		for _, v := range vms {
-			used += v.Points
 		}
 		if used+pts > lim {
 			again(http.StatusBadRequest, fmt.Sprintf("The VM cannot be created: it would exceed your quota (%d of %d points used).", used, lim))

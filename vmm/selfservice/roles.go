@@ -103,7 +103,12 @@ func (r *Role) allows(action string) bool { return slices.Contains(r.Actions, ac
 
 func (r *Role) template(ref string) bool { return slices.Contains(r.Templates, ref) }
 
-func (r *Role) points(template string) int {
+// cost is what a VM of template counts against the quota: its Points, or
+// one VM when the cap is MaxVMs.
+func (r *Role) cost(template string) int {
+	if r.Quota == 0 {
+		return 1
+	}
 	if p, ok := r.Points[template]; ok {
 		return p
 	}

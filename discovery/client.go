@@ -24,6 +24,9 @@ type Client struct {
 	conn   *ldap.Conn
 	url    string // URL of conn's server
 	closed bool
+
+	namingContext string // the rootDSE's defaultNamingContext, once read
+	noTokenGroups bool   // tests: resolve groups as if the server gave no tokenGroups
 }
 
 // Dial connects to the first server of cfg.URLs that answers, secures the
@@ -148,9 +151,14 @@ func (c *Client) retry(ctx context.Context, what string, f func() error) error {
 // dialAny tries each URL in order and returns the first signed-in
 // connection. It stops at the first permanent failure.
 func (c *Client) dialAny(ctx context.Context) (*ldap.Conn, string, error) {
+	return c.dialAnyAs(ctx, c.cfg.Bind, c.cfg.URLs)
+}
+
+// dialAnyAs is dialAny for another bind and list of URLs.
+func (c *Client) dialAnyAs(ctx context.Context, bind Bind, urls []string) (*ldap.Conn, string, error) {
 	var last error
-	for i, u := range c.cfg.URLs {
-		conn, err := c.dialOne(ctx, u)
+	for i, u := range urls {
+		conn, err := c.dialOne(ctx, u, bind)
 		if err == nil {
 			if i > 0 {
 				c.cfg.Logger.Info("discovery: connected to a fallback server", "url", redactURL(u))
@@ -172,7 +180,7 @@ func (c *Client) dialAny(ctx context.Context) (*ldap.Conn, string, error) {
 }
 
 // dialOne connects to one server, secures the connection and binds.
-func (c *Client) dialOne(ctx context.Context, rawURL string) (_ *ldap.Conn, err error) {
+func (c *Client) dialOne(ctx context.Context, rawURL string, bind Bind) (_ *ldap.Conn, err error) {
 	shown := redactURL(rawURL)
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -239,7 +247,7 @@ func (c *Client) dialOne(ctx context.Context, rawURL string) (_ *ldap.Conn, err 
 			return nil, startTLSError(shown, err)
 		}
 	}
-	if err := c.cfg.Bind.bind(ctx, conn, c.cfg.serverName(host)); err != nil {
+	if err := bind.bind(ctx, conn, c.cfg.serverName(host)); err != nil {
 		if ctx.Err() != nil {
 			return nil, &OpError{Op: "bind", URL: shown, Kind: ErrConnection, Err: ctx.Err()}
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/go-ldap/ldap/v3"
 )
 
 // Defaults and limits of a Config.
@@ -54,6 +55,10 @@ type Config struct {
 	// when the context is done.
 	MaxRetries int
 
+	// UserBase is the subtree in which Authenticate looks for accounts;
+	// empty means the whole domain (the rootDSE's defaultNamingContext).
+	UserBase string
+
 	// Resolver looks up host names for Query.Resolve; nil means
 	// net.DefaultResolver.
 	Resolver Resolver
@@ -84,6 +89,11 @@ func (c *Config) check() error {
 		}
 		if u.Host == "" {
 			return fmt.Errorf("%w: URL %s has no host", ErrConfig, redactURL(s))
+		}
+	}
+	if c.UserBase != "" {
+		if _, err := ldap.ParseDN(c.UserBase); err != nil {
+			return fmt.Errorf("%w: UserBase %q: %v", ErrConfig, c.UserBase, err)
 		}
 	}
 	if c.Bind == nil {

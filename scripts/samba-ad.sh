@@ -29,7 +29,10 @@
 # OU=Workstations and 10 Hyper-V-looking computers in CN=Computers. Users for
 # the bind tests in CN=Users: vmm-reader (enabled, exported to a keytab),
 # vmm-expired (account expired) and vmm-disabled (disabled); all three have
-# the password printed as VMM_TEST_LDAP_USER_PASSWORD.
+# the password printed as VMM_TEST_LDAP_USER_PASSWORD. Users and groups of
+# two self-service roles, with the same password: vmm-alice (in vmm-dev),
+# vmm-bob (in vmm-dev-leads, itself in vmm-dev), vmm-carol (in vmm-qa) and
+# vmm-dave (in none); VMM_TEST_LDAP_PORTAL_USERS lists them.
 #
 # With VMM_TEST_BENCH_HOSTS=N (e.g. 10000), start also seeds N computers in
 # OU=BenchHosts, a separate OU outside the tests' one (once per state dir;
@@ -242,6 +245,7 @@ emit_env() {
       VMM_TEST_LDAP_EXPIRED_DN "CN=vmm-expired,CN=Users,$BASEDN"
       VMM_TEST_LDAP_DISABLED_DN "CN=vmm-disabled,CN=Users,$BASEDN"
       VMM_TEST_LDAP_USER_PASSWORD "$USERPASS"
+      VMM_TEST_LDAP_PORTAL_USERS "vmm-alice vmm-bob vmm-carol vmm-dave"
       VMM_TEST_LDAP_KEYTAB "$KEYTAB"
       VMM_TEST_LDAP_REALM "$REALM"
       VMM_TEST_LDAP_KRB5_CONFIG "$KRB5CONF"
@@ -260,7 +264,7 @@ emit_env() {
 # ---------------------------------------------------------------- already up?
 if samba_running && [[ -s $STATE/addr ]]; then
   ADDR=$(cat "$STATE/addr")
-  if [[ $(cat "$STATE/seeded" 2>/dev/null) == "$HOSTS" && $(cat "$STATE/seeded-bench" 2>/dev/null || echo 0) -ge $BENCH_HOSTS ]] && ldap_up; then
+  if [[ $(cat "$STATE/seeded" 2>/dev/null) == "$HOSTS" && -s $STATE/portal-users && $(cat "$STATE/seeded-bench" 2>/dev/null || echo 0) -ge $BENCH_HOSTS ]] && ldap_up; then
     log "samba already running from $STATE (pid $(cat "$PIDFILE")) on $ADDR"
     emit_env
     exit 0
@@ -374,10 +378,10 @@ EOF
 # ---------------------------------------------------------------- provision
 if [[ -s $STATE/seeded && $(cat "$STATE/seeded") != "$HOSTS" ]]; then
   log "state was seeded with $(cat "$STATE/seeded") hosts, $HOSTS requested: provisioning anew"
-  rm -rf "$SAMBA_DIR" "$STATE/seeded" "$STATE/seeded-bench" "$KEYTAB"
+  rm -rf "$SAMBA_DIR" "$STATE/seeded" "$STATE/seeded-bench" "$STATE/portal-users" "$KEYTAB"
 fi
 if [[ ! -s $SAMBA_DIR/private/sam.ldb ]]; then
-  rm -rf "$SAMBA_DIR" "$STATE/seeded" "$STATE/seeded-bench" "$KEYTAB"
+  rm -rf "$SAMBA_DIR" "$STATE/seeded" "$STATE/seeded-bench" "$STATE/portal-users" "$KEYTAB"
   mkdir -p "$SAMBA_DIR"
   log "provisioning $REALM into $SAMBA_DIR"
   t0=$(now_ms)
@@ -533,6 +537,42 @@ print("added %d objects (%d hosts)" % (len(chunks), len(all_hosts)))
 PYEOF
   echo "$HOSTS" > "$STATE/seeded"
   log "seeded in $(since "$t0") ($(tail -1 "$LOGDIR/seed.log"))"
+fi
+
+# ---------------------------------------------------------------- portal users
+# Users and groups of two self-service roles (vmm/selfservice): vmm-dev
+# (vmm-alice directly, vmm-bob through the nested group vmm-dev-leads) and
+# vmm-qa (vmm-carol); vmm-dave is in no portal group. Same password as the
+# bind-test users.
+if [[ ! -s $STATE/portal-users ]]; then
+  log "creating portal users vmm-alice, vmm-bob, vmm-carol, vmm-dave and groups vmm-dev, vmm-dev-leads, vmm-qa"
+  /usr/bin/python3 - "$CONF" "$SAMBA_DIR/private/sam.ldb" "$USERPASS" > "$LOGDIR/portal-users.log" 2>&1 <<'PYEOF' || { tail -20 "$LOGDIR/portal-users.log" >&2; die "creating portal users failed"; }
+import sys
+from samba.param import LoadParm
+from samba.samdb import SamDB
+from samba.auth import system_session
+conf, url, password = sys.argv[1:4]
+lp = LoadParm()
+lp.load(conf)
+db = SamDB(url=url, lp=lp, session_info=system_session())
+for name in ("vmm-alice", "vmm-bob", "vmm-carol", "vmm-dave"):
+    if not db.search(expression="(sAMAccountName=%s)" % name):
+        db.newuser(name, password, useusernameascn=True)
+    db.setexpiry("(sAMAccountName=%s)" % name, 0, no_expiry_req=True)
+for group in ("vmm-dev", "vmm-dev-leads", "vmm-qa"):
+    if not db.search(expression="(sAMAccountName=%s)" % group):
+        db.newgroup(group)
+for group, members in (("vmm-dev", ["vmm-alice", "vmm-dev-leads"]),
+                       ("vmm-dev-leads", ["vmm-bob"]),
+                       ("vmm-qa", ["vmm-carol"])):
+    try:
+        db.add_remove_group_members(group, members, add_members_operation=True)
+    except Exception as e:  # already members on a re-run
+        if "already" not in str(e).lower():
+            raise
+print("portal users ready")
+PYEOF
+  echo done > "$STATE/portal-users"
 fi
 
 # ---------------------------------------------------------------- bind-test users

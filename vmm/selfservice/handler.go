@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -225,7 +226,7 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	user, pass := r.PostFormValue("user"), r.PostFormValue("password")
 	now := h.now()
-	ukey, akey := "user:"+normalize(user), addrKey(r.RemoteAddr)
+	ukey, akey := "user:"+userKey(user), addrKey(r.RemoteAddr)
 	if h.users.blocked(ukey, now) || h.addrs.blocked(akey, now) {
 		h.log.Warn("sign-in refused: too many failures", "user", user, "addr", r.RemoteAddr)
 		h.render(w, http.StatusTooManyRequests, "login.html", nil, map[string]any{"Error": "Too many failed sign-ins. Wait a minute and try again."})
@@ -242,7 +243,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, ErrBadCredentials) {
 			h.users.fail(ukey, now)
 			h.addrs.fail(akey, now)
-			h.log.Info("sign-in failed", "user", user, "addr", r.RemoteAddr)
+			h.log.Info("sign-in failed", "user", user, "addr", r.RemoteAddr, "err", err)
 			h.render(w, http.StatusUnauthorized, "login.html", nil, map[string]any{"Error": "Wrong user name or password.", "User": user})
 			return
 		}
@@ -279,14 +280,17 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request, s *session) {
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
-func normalize(user string) string {
-	b := []byte(user)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
+func userKey(user string) string {
+	// One key for every spelling of a directory account: "Alice",
+	// "LAB\alice" and "alice@lab.example.com" share their failures.
+	user = strings.ToLower(user)
+	if i := strings.LastIndexByte(user, '\\'); i >= 0 {
+		user = user[i+1:]
 	}
-	return string(b)
+	if i := strings.IndexByte(user, '@'); i >= 0 {
+		user = user[:i]
+	}
+	return user
 }
 
 // --- roles and VMs

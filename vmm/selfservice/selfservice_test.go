@@ -40,6 +40,20 @@ type portal struct {
 // points) and a shared role "qa" (at most 3 VMs).
 func newPortal(t testing.TB, cfg vmm.Config, extraUsers ...string) *portal {
 	t.Helper()
+	return newPortalWith(t, cfg, portalOptions{}, extraUsers...)
+}
+
+// portalOptions change what newPortal serves.
+type portalOptions struct {
+	// Auth replaces the dev users (and Dev mode).
+	Auth selfservice.Authenticator
+	// DevGroup and QAGroup are the groups of the roles "dev" and "qa"
+	// (defaults "devs" and "qa").
+	DevGroup, QAGroup string
+}
+
+func newPortalWith(t testing.TB, cfg vmm.Config, o portalOptions, extraUsers ...string) *portal {
+	t.Helper()
 	dir := t.TempDir()
 	fleet, err := sim.New(sim.Config{Count: 4})
 	require.NoError(t, err)
@@ -73,12 +87,22 @@ func newPortal(t testing.TB, cfg vmm.Config, extraUsers ...string) *portal {
 	for _, u := range extraUsers {
 		users[u] = selfservice.DevUser{Password: u + "-pw", Groups: []string{"devs"}}
 	}
+	var auth selfservice.Authenticator = users
+	if o.Auth != nil {
+		auth = o.Auth
+	}
+	if o.DevGroup == "" {
+		o.DevGroup = "devs"
+	}
+	if o.QAGroup == "" {
+		o.QAGroup = "qa"
+	}
 	h, err := selfservice.New(selfservice.Config{
-		Manager: m, Dev: true, AdminUsers: []string{"dora"}, Auth: users,
+		Manager: m, Dev: o.Auth == nil, AdminUsers: []string{"dora"}, Auth: auth,
 		Roles: []selfservice.Role{
-			{Name: "dev", Groups: []string{"devs"}, Templates: []string{"web-small"}, Points: map[string]int{"web-small": 2},
+			{Name: "dev", Groups: []string{o.DevGroup}, Templates: []string{"web-small"}, Points: map[string]int{"web-small": 2},
 				Quota: 4, HostGroup: g.ID, Actions: []string{"create", "start", "stop", "remove"}},
-			{Name: "qa", Groups: []string{"qa"}, Users: []string{"dora"}, Templates: []string{"web-small"}, MaxVMs: 3,
+			{Name: "qa", Groups: []string{o.QAGroup}, Users: []string{"dora"}, Templates: []string{"web-small"}, MaxVMs: 3,
 				HostGroup: g.ID, Shared: true, Actions: []string{"create", "stop"}},
 		},
 	})
@@ -259,16 +283,19 @@ func TestPortal(t *testing.T) {
 	assert.Equal(t, http.StatusSeeOther, code, "back to the sign-in page")
 }
 
+// tryLogin posts a sign-in from addr straight to the handler.
+func (p *portal) tryLogin(user, pass, addr string) (int, string, *http.Response) {
+	req := httptest.NewRequest("POST", "/login", strings.NewReader(url.Values{"user": {user}, "password": {pass}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.RemoteAddr = addr
+	w := httptest.NewRecorder()
+	p.srv.Config.Handler.ServeHTTP(w, req)
+	return w.Code, w.Body.String(), w.Result()
+}
+
 func TestSignIn(t *testing.T) {
 	p := newPortal(t, vmm.Config{})
-	try := func(user, pass, addr string) (int, string, *http.Response) {
-		req := httptest.NewRequest("POST", "/login", strings.NewReader(url.Values{"user": {user}, "password": {pass}}.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.RemoteAddr = addr
-		w := httptest.NewRecorder()
-		p.srv.Config.Handler.ServeHTTP(w, req)
-		return w.Code, w.Body.String(), w.Result()
-	}
+	try := p.tryLogin
 	// A wrong password and an unknown user read the same.
 	c1, b1, _ := try("alice", "nope", "192.0.2.1:1000")
 	c2, b2, _ := try("mallory", "nope", "192.0.2.2:1000")

@@ -31,6 +31,8 @@ packages=(
 	"fdisk|command -v sfdisk"
 	"gdisk|command -v sgdisk"
 	"rsync|command -v rsync"
+	# vmm/selfservice: the browser test drives Debian's Chromium headless.
+	"chromium|command -v chromium"
 )
 
 log() { printf 'testenv: %s\n' "$*" >&2; }
@@ -66,6 +68,7 @@ start() {
 	# python3-libvhdi installs its module for Debian's interpreter only; another
 	# python3 earlier on PATH (pyenv, venv) cannot import it.
 	emit VMM_TEST_PYVHDI_PYTHON /usr/bin/python3
+	emit VMM_TEST_CHROMIUM "$(command -v chromium)"
 	# hostapi/libvirt: two libvirtd daemons (two "hosts") on unix sockets.
 	# Their state folders are short: a socket path must fit in 107 bytes.
 	"$here/libvirtd.sh" start primary "$state/lv"

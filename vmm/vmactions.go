@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/vmmkit/vmmkit/hostapi"
@@ -24,11 +25,98 @@ const (
 	ActionPause    = "pause"
 	ActionResume   = "resume"
 	ActionReboot   = "reboot"
+	// Checkpoints: see CreateCheckpoint and RevertCheckpoint.
+	ActionCheckpoint = "checkpoint"
+	ActionRevert     = "revert"
 )
 
 type vmActionInput struct {
-	VM     string `json:"vm"`
-	Action string `json:"action"`
+	VM         string `json:"vm"`
+	Action     string `json:"action"`
+	Checkpoint string `json:"checkpoint,omitempty"`
+}
+
+// maxCheckpointName bounds checkpoint names (libvirt's snapshot names are
+// file names on the host).
+const maxCheckpointName = 64
+
+// CreateCheckpoint queues a job that records a checkpoint of a VM under
+// name (letters, digits, '-', '_' and '.', at most 64, not starting with
+// '.'). A checkpoint of that name already there is kept and the job
+// succeeds, so that a resumed job does not fail on its own work.
+func (m *Manager) CreateCheckpoint(ctx context.Context, vmID, name, user string) (store.Job, error) {
+	return m.checkpointJob(ctx, vmID, ActionCheckpoint, name, user)
+}
+
+// RevertCheckpoint queues a job that returns a VM to its checkpoint name
+// and records its state after.
+func (m *Manager) RevertCheckpoint(ctx context.Context, vmID, name, user string) (store.Job, error) {
+	return m.checkpointJob(ctx, vmID, ActionRevert, name, user)
+}
+
+func (m *Manager) checkpointJob(ctx context.Context, vmID, action, name, user string) (store.Job, error) {
+	if !validCheckpointName(name) {
+		return store.Job{}, &store.OpError{Op: "VM " + action, ID: vmID, Err: fmt.Errorf("%w: checkpoint name %q", store.ErrInvalid, name)}
+	}
+	if _, err := m.placedVM(ctx, vmID); err != nil {
+		return store.Job{}, err
+	}
+	return m.Submit(ctx, KindVMAction, user, vmActionInput{VM: vmID, Action: action, Checkpoint: name}, action)
+}
+
+func validCheckpointName(name string) bool {
+	if name == "" || len(name) > maxCheckpointName || name[0] == '.' {
+		return false
+	}
+	for _, r := range name {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// Checkpoints lists a VM's checkpoints, oldest first, as its host has
+// them now.
+func (m *Manager) Checkpoints(ctx context.Context, vmID string) ([]hostapi.Checkpoint, error) {
+	var out []hostapi.Checkpoint
+	err := m.onHost(ctx, vmID, func(ctx context.Context, drv hostapi.Driver, v *hostapi.VMInfo) error {
+		var err error
+		out, err = drv.Checkpoints(ctx, v.ID)
+		return err
+	})
+	return out, err
+}
+
+// VMInfo returns what a VM's host says of it now: state, devices, and the
+// address of its console while it runs.
+func (m *Manager) VMInfo(ctx context.Context, vmID string) (hostapi.VMInfo, error) {
+	var out hostapi.VMInfo
+	err := m.onHost(ctx, vmID, func(_ context.Context, _ hostapi.Driver, v *hostapi.VMInfo) error {
+		out = *v
+		return nil
+	})
+	return out, err
+}
+
+// onHost calls f with the driver of a placed VM's host and what the host
+// says of the VM, within the per-call timeout.
+func (m *Manager) onHost(ctx context.Context, vmID string, f func(context.Context, hostapi.Driver, *hostapi.VMInfo) error) error {
+	vm, err := m.placedVM(ctx, vmID)
+	if err != nil {
+		return err
+	}
+	drv, err := m.driver(ctx, vm.HostID)
+	if err != nil {
+		return err
+	}
+	cctx, cancel := m.callCtx(ctx)
+	defer cancel()
+	v, err := drv.VM(cctx, vm.Name)
+	if err != nil {
+		return err
+	}
+	return f(cctx, drv, v)
 }
 
 // VMAction queues a job that starts, shuts down, powers off, pauses,
@@ -39,6 +127,8 @@ type vmActionInput struct {
 func (m *Manager) VMAction(ctx context.Context, vmID, action, user string) (store.Job, error) {
 	switch action {
 	case ActionStart, ActionShutdown, ActionPowerOff, ActionPause, ActionResume, ActionReboot:
+	case ActionCheckpoint, ActionRevert:
+		return store.Job{}, &store.OpError{Op: "VM action", ID: vmID, Err: fmt.Errorf("%w: %s needs a name: use CreateCheckpoint or RevertCheckpoint", store.ErrInvalid, action)}
 	default:
 		return store.Job{}, &store.OpError{Op: "VM action", ID: vmID, Err: fmt.Errorf("%w: unknown action %q", store.ErrInvalid, action)}
 	}
@@ -66,20 +156,44 @@ func (m *Manager) runVMAction(ctx context.Context, r *Run) error {
 		return err
 	}
 	st, err := Do(ctx, r, in.Action, func(ctx context.Context, _ bool) (hostapi.State, error) {
-		vm, err := m.placedVM(ctx, in.VM)
+		var after hostapi.State
+		err := m.onHost(ctx, in.VM, func(cctx context.Context, drv hostapi.Driver, v *hostapi.VMInfo) error {
+			var err error
+			after, err = vmAction(cctx, drv, v, in)
+			return err
+		})
+		return after, err
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := m.updateVM(ctx, in.VM, func(vm *store.VM) bool {
+		vm.State = st.String()
+		return true
+	}); err != nil {
+		return err
+	}
+	return r.SetResult(map[string]string{"state": st.String()})
+}
+
+// vmAction does in on v and returns v's state after.
+func vmAction(cctx context.Context, drv hostapi.Driver, v *hostapi.VMInfo, in vmActionInput) (hostapi.State, error) {
+	switch in.Action {
+	case ActionCheckpoint:
+		cps, err := drv.Checkpoints(cctx, v.ID)
 		if err != nil {
 			return 0, err
 		}
-		drv, err := m.driver(ctx, vm.HostID)
-		if err != nil {
+		if !slices.ContainsFunc(cps, func(c hostapi.Checkpoint) bool { return c.Name == in.Checkpoint }) {
+			if _, err := drv.CreateCheckpoint(cctx, v.ID, in.Checkpoint); err != nil {
+				return 0, err
+			}
+		}
+	case ActionRevert:
+		if err := drv.RevertCheckpoint(cctx, v.ID, in.Checkpoint); err != nil {
 			return 0, err
 		}
-		cctx, cancel := m.callCtx(ctx)
-		defer cancel()
-		v, err := drv.VM(cctx, vm.Name)
-		if err != nil {
-			return 0, err
-		}
+	default:
 		want, act := hostapi.StateRunning, drv.Start
 		switch in.Action {
 		case ActionShutdown:
@@ -98,22 +212,12 @@ func (m *Manager) runVMAction(ctx context.Context, r *Run) error {
 				return 0, err
 			}
 		}
-		after, err := drv.VM(cctx, v.ID)
-		if err != nil {
-			return 0, err
-		}
-		return after.State, nil
-	})
+	}
+	after, err := drv.VM(cctx, v.ID)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if _, err := m.updateVM(ctx, in.VM, func(vm *store.VM) bool {
-		vm.State = st.String()
-		return true
-	}); err != nil {
-		return err
-	}
-	return r.SetResult(map[string]string{"state": st.String()})
+	return after.State, nil
 }
 
 // DeleteVM queues a job that removes a VM: powered off if it runs, deleted

@@ -77,3 +77,56 @@ func startVM(t *testing.T, f *fixture, id string) error {
 	_, err = f.m.Wait(tctx(t), j.ID)
 	return err
 }
+
+func TestCheckpoints(t *testing.T) {
+	f := newFixture(t, fixtureOpts{hosts: 1})
+	c := tctx(t)
+	j, err := f.m.CreateVM(c, vmm.VMSpec{Name: "cp", Group: f.group.ID, Template: "web-small"})
+	require.NoError(t, err)
+	j, err = f.m.Wait(c, j.ID)
+	require.NoError(t, err)
+	var res vmm.CreateResult
+	require.NoError(t, json.Unmarshal(j.Result, &res))
+	wait := func(j store.Job, err error) error {
+		require.NoError(t, err)
+		_, err = f.m.Wait(c, j.ID)
+		return err
+	}
+
+	info, err := f.m.VMInfo(c, res.VMID)
+	require.NoError(t, err)
+	assert.Equal(t, hostapi.StateRunning, info.State)
+
+	require.NoError(t, wait(f.m.CreateCheckpoint(c, res.VMID, "before-change", "alice")))
+	// The same name again keeps the first (a resumed job must not fail on
+	// its own work).
+	require.NoError(t, wait(f.m.CreateCheckpoint(c, res.VMID, "before-change", "alice")))
+	require.NoError(t, wait(f.m.VMAction(c, res.VMID, vmm.ActionPowerOff, "alice")))
+	require.NoError(t, wait(f.m.CreateCheckpoint(c, res.VMID, "off", "alice")))
+	cps, err := f.m.Checkpoints(c, res.VMID)
+	require.NoError(t, err)
+	var names []string
+	for _, cp := range cps {
+		names = append(names, cp.Name)
+	}
+	assert.Equal(t, []string{"before-change", "off"}, names)
+
+	// Reverting to the running checkpoint runs the VM again, in the
+	// record too.
+	require.NoError(t, wait(f.m.RevertCheckpoint(c, res.VMID, "before-change", "alice")))
+	assert.Equal(t, hostapi.StateRunning, f.vm(t, "cp").State)
+	rec, err := f.m.Store().VM(c, res.VMID)
+	require.NoError(t, err)
+	assert.Equal(t, "running", rec.State)
+
+	// Bad names are refused before a job; an unknown one fails the job.
+	for _, bad := range []string{"", ".hidden", "a/b", "x y", string(make([]byte, 65))} {
+		_, err := f.m.CreateCheckpoint(c, res.VMID, bad, "alice")
+		assert.ErrorIs(t, err, store.ErrInvalid, "%q", bad)
+	}
+	_, err = f.m.VMAction(c, res.VMID, vmm.ActionCheckpoint, "alice")
+	assert.ErrorIs(t, err, store.ErrInvalid)
+	err = wait(f.m.RevertCheckpoint(c, res.VMID, "never-made", "alice"))
+	var je *vmm.JobError
+	require.ErrorAs(t, err, &je)
+}

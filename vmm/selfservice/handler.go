@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vmmkit/vmmkit/hostapi"
 	"github.com/vmmkit/vmmkit/vmm"
 	"github.com/vmmkit/vmmkit/vmm/store"
 )
@@ -308,6 +309,7 @@ func (h *Handler) rolesOf(who Identity) []*Role {
 // vmView is a VM as the portal shows it, with the role it falls under.
 type vmView struct {
 	store.VM
+	Host    string // the host's name; "" while unplaced
 	Role    *Role
 	Actions []string
 }
@@ -322,12 +324,23 @@ func (h *Handler) visible(ctx context.Context, s *session) ([]vmView, error) {
 		if err != nil {
 			return nil, err
 		}
+		if len(vms) == 0 {
+			continue
+		}
+		hosts, err := h.cfg.Manager.Hosts(ctx, r.HostGroup)
+		if err != nil {
+			return nil, err
+		}
+		names := make(map[string]string, len(hosts))
+		for _, ho := range hosts {
+			names[ho.ID] = ho.Name
+		}
 		for _, v := range vms {
 			if seen[v.ID] {
 				continue
 			}
 			seen[v.ID] = true
-			out = append(out, vmView{VM: v, Role: r, Actions: vmActions(r, v.State)})
+			out = append(out, vmView{VM: v, Host: names[v.HostID], Role: r, Actions: vmActions(r, v.State)})
 		}
 	}
 	slices.SortFunc(out, func(a, b vmView) int { return a.CreatedAt.Compare(b.CreatedAt) })
@@ -526,7 +539,27 @@ func (h *Handler) vmPage(w http.ResponseWriter, r *http.Request, s *session) {
 		h.fail(w, s, http.StatusNotFound, "There is no such VM among yours.")
 		return
 	}
-	h.render(w, http.StatusOK, "vm.html", s, map[string]any{"VM": v})
+	data := map[string]any{"VM": v}
+	if v.Role.allows(ActCheckpoint) && placed(v.State) {
+		cps, err := h.cfg.Manager.Checkpoints(r.Context(), v.ID)
+		if err != nil {
+			h.log.Warn("checkpoints of a VM cannot be read", "vm", v.ID, "err", err)
+			data["CheckpointsError"] = "The checkpoints cannot be read now."
+		}
+		data["Checkpoints"] = cps
+		data["CanCheckpoint"] = true
+		data["NewCheckpoint"] = "cp-" + h.now().UTC().Format("20060102-150405")
+	}
+	h.render(w, http.StatusOK, "vm.html", s, data)
+}
+
+// placed reports whether a VM in state st is on a host and owned by no job.
+func placed(st string) bool {
+	switch st {
+	case "running", "stopped", "paused", "crashed":
+		return true
+	}
+	return false
 }
 
 func (h *Handler) act(w http.ResponseWriter, r *http.Request, s *session) {
@@ -536,6 +569,10 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	action := r.PathValue("action")
+	if ok && (action == vmm.ActionCheckpoint || action == vmm.ActionRevert) && v.Role.allows(ActCheckpoint) && placed(v.State) {
+		h.checkpoint(w, r, s, v, action)
+		return
+	}
 	if !ok || !slices.Contains(v.Actions, action) {
 		h.log.Warn("action refused", "user", s.who.User, "vm", r.PathValue("id"), "action", action)
 		h.fail(w, s, http.StatusNotFound, "There is no such action on a VM of yours.")
@@ -563,6 +600,39 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	if err != nil {
 		h.fail(w, s, http.StatusConflict, "The action cannot be taken: "+publicReason(err))
+		return
+	}
+	http.Redirect(w, r, "/jobs/"+job.ID, http.StatusSeeOther)
+}
+
+// checkpoint records a checkpoint of v, or reverts v to one.
+func (h *Handler) checkpoint(w http.ResponseWriter, r *http.Request, s *session, v vmView, action string) {
+	name := r.PostFormValue("name")
+	m := h.cfg.Manager
+	var job store.Job
+	var err error
+	if action == vmm.ActionRevert {
+		// Only to a checkpoint the VM has: a crafted name is refused here,
+		// not by a failed job.
+		cps, cerr := m.Checkpoints(r.Context(), v.ID)
+		if cerr != nil {
+			h.fail(w, s, http.StatusServiceUnavailable, "The checkpoints cannot be read now.")
+			return
+		}
+		if !slices.ContainsFunc(cps, func(c hostapi.Checkpoint) bool { return c.Name == name }) {
+			h.fail(w, s, http.StatusNotFound, "The VM has no such checkpoint.")
+			return
+		}
+		job, err = m.RevertCheckpoint(r.Context(), v.ID, name, s.who.User)
+	} else {
+		job, err = m.CreateCheckpoint(r.Context(), v.ID, name, s.who.User)
+	}
+	if err != nil {
+		msg := "The action cannot be taken: " + publicReason(err)
+		if errors.Is(err, store.ErrInvalid) {
+			msg = "A checkpoint name is 1 to 64 letters, digits, '-', '_' or '.', not starting with '.'."
+		}
+		h.fail(w, s, http.StatusBadRequest, msg)
 		return
 	}
 	http.Redirect(w, r, "/jobs/"+job.ID, http.StatusSeeOther)

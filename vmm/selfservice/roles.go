@@ -16,9 +16,14 @@ const (
 	ActPause    = "pause"    // and resume
 	ActReboot   = "reboot"
 	ActRemove   = "remove"
+	// ActCheckpoint lets members record checkpoints of their VMs and
+	// return a VM to one (revert).
+	ActCheckpoint = "checkpoint"
+	// ActConsole shows the address of a running VM's console.
+	ActConsole = "console"
 )
 
-var allActions = []string{ActCreate, ActStart, ActStop, ActShutdown, ActPause, ActReboot, ActRemove}
+var allActions = []string{ActCreate, ActStart, ActStop, ActShutdown, ActPause, ActReboot, ActRemove, ActCheckpoint, ActConsole}
 
 // A Role says what its members may do, set by the administrator.
 type Role struct {

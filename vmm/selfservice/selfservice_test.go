@@ -50,6 +50,8 @@ type portalOptions struct {
 	// DevGroup and QAGroup are the groups of the roles "dev" and "qa"
 	// (defaults "devs" and "qa").
 	DevGroup, QAGroup string
+	// DevActions replace the actions of the role "dev".
+	DevActions []string
 }
 
 func newPortalWith(t testing.TB, cfg vmm.Config, o portalOptions, extraUsers ...string) *portal {
@@ -97,11 +99,14 @@ func newPortalWith(t testing.TB, cfg vmm.Config, o portalOptions, extraUsers ...
 	if o.QAGroup == "" {
 		o.QAGroup = "qa"
 	}
+	if o.DevActions == nil {
+		o.DevActions = []string{"create", "start", "stop", "remove"}
+	}
 	h, err := selfservice.New(selfservice.Config{
 		Manager: m, Dev: o.Auth == nil, AdminUsers: []string{"dora"}, Auth: auth,
 		Roles: []selfservice.Role{
 			{Name: "dev", Groups: []string{o.DevGroup}, Templates: []string{"web-small"}, Points: map[string]int{"web-small": 2},
-				Quota: 4, HostGroup: g.ID, Actions: []string{"create", "start", "stop", "remove"}},
+				Quota: 4, HostGroup: g.ID, Actions: o.DevActions},
 			{Name: "qa", Groups: []string{o.QAGroup}, Users: []string{"dora"}, Templates: []string{"web-small"}, MaxVMs: 3,
 				HostGroup: g.ID, Shared: true, Actions: []string{"create", "stop"}},
 		},

@@ -89,7 +89,7 @@ func run(ctx context.Context, dir, addr string, ready chan<- string) error {
 		Roles: []selfservice.Role{
 			{Name: "developers", Groups: []string{"developers"}, Templates: []string{"web-small"},
 				Points: map[string]int{"web-small": 2}, Quota: 6, HostGroup: g.ID,
-				Actions: []string{"create", "start", "stop", "shutdown", "pause", "reboot", "remove"}},
+				Actions: []string{"create", "start", "stop", "shutdown", "pause", "reboot", "remove", "checkpoint", "console"}},
 			{Name: "qa", Groups: []string{"qa"}, Templates: []string{"web-small"}, MaxVMs: 3, Shared: true,
 				HostGroup: g.ID, Actions: []string{"create", "start", "stop", "remove"}},
 		},

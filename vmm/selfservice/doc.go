@@ -1,12 +1,22 @@
 // Package selfservice is the self-service web portal: end users sign in,
 // create VMs from the templates their role allows, within a quota, on the
-// host group the role points at, and start, stop and remove their own VMs,
-// watching each job's progress until the VM runs. A Handler is an
-// http.Handler a product mounts; examples/selfservice runs one.
+// host group the role points at, and start, stop, pause, reboot, checkpoint
+// and remove their own VMs and see their consoles' addresses, as far as
+// their role allows, watching each job's progress until the VM runs. A
+// Handler is an http.Handler a product mounts; examples/selfservice runs
+// one.
 //
+// Users sign in with their Active Directory account through Directory, a
+// bind as the user over a discovery.Client's secured connection; roles name
+// AD groups, nested membership included:
+//
+//	dir, err := discovery.Dial(ctx, discovery.Config{
+//		URLs: []string{"ldaps://dc1.example.com"},
+//		Bind: discovery.KerberosBind{Username: "svc-vmm", KeytabFile: "/etc/vmm/svc-vmm.keytab"},
+//	})
 //	h, err := selfservice.New(selfservice.Config{
 //		Manager: mgr,
-//		Auth:    ad, // an Authenticator; DevUsers for development
+//		Auth:    selfservice.Directory{Client: dir}, // DevUsers for development
 //		Roles: []selfservice.Role{{
 //			Name: "developers", Groups: []string{"Dev Team"}, HostGroup: groupID,
 //			Templates: []string{"web-small", "db-large"}, Points: map[string]int{"db-large": 4},

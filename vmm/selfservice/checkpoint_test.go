@@ -1,0 +1,83 @@
+package selfservice_test
+
+import (
+	"net/http"
+	"net/url"
+	"regexp"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vmmkit/vmmkit/vmm"
+)
+
+var cpNames = regexp.MustCompile(`<span class="cp-name">([^<]+)</span>`)
+
+func TestCheckpointActions(t *testing.T) {
+	p := newPortalWith(t, vmm.Config{}, portalOptions{DevActions: []string{"create", "stop", "checkpoint"}})
+	alice := p.signIn(t, "alice", "alice-pw")
+	code, _, loc := alice.create("dev", "cp-vm")
+	require.Equal(t, http.StatusSeeOther, code)
+	p.wait(t, loc)
+	id := p.vmID(t, "cp-vm")
+
+	// The list and the VM's page name its host.
+	hosts, err := p.m.Hosts(t.Context(), p.group)
+	require.NoError(t, err)
+	var hostName string
+	for _, h := range hosts {
+		if h.ID == vmsNamed(t, p, "cp-vm")[0].HostID {
+			hostName = h.Name
+		}
+	}
+	require.NotEmpty(t, hostName)
+	_, list := alice.get("/")
+	assert.Contains(t, list, "<td>"+hostName+"</td>")
+	_, page := alice.get("/vms/" + id)
+	assert.Contains(t, page, `<dd id="host">`+hostName+"</dd>")
+	assert.Contains(t, page, "No checkpoints yet.")
+	assert.Contains(t, page, `id="act-checkpoint"`)
+	code, _, loc = alice.post("/vms/"+id+"/checkpoint", url.Values{"csrf": {alice.csrf}, "name": {"first"}})
+	require.Equal(t, http.StatusSeeOther, code)
+	p.wait(t, loc)
+	_, page = alice.get("/vms/" + id)
+	assert.Equal(t, [][]string{{`<span class="cp-name">first</span>`, "first"}}, cpNames.FindAllStringSubmatch(page, -1))
+
+	// Stop, then revert to the running checkpoint: running again.
+	code, _, loc = alice.post("/vms/"+id+"/stop", url.Values{"csrf": {alice.csrf}})
+	require.Equal(t, http.StatusSeeOther, code)
+	p.wait(t, loc)
+	code, _, loc = alice.post("/vms/"+id+"/revert", url.Values{"csrf": {alice.csrf}, "name": {"first"}})
+	require.Equal(t, http.StatusSeeOther, code)
+	p.wait(t, loc)
+	assert.Equal(t, "running", string(vmsNamed(t, p, "cp-vm")[0].State))
+
+	// Refused: a bad name, a checkpoint the VM does not have, no token,
+	// another user (bob, same role, not shared), a role without the action.
+	code, body, _ := alice.post("/vms/"+id+"/checkpoint", url.Values{"csrf": {alice.csrf}, "name": {"../etc"}})
+	assert.Equal(t, http.StatusBadRequest, code)
+	assert.Contains(t, body, "A checkpoint name is")
+	code, _, _ = alice.post("/vms/"+id+"/revert", url.Values{"csrf": {alice.csrf}, "name": {"never"}})
+	assert.Equal(t, http.StatusNotFound, code)
+	code, _, _ = alice.post("/vms/"+id+"/checkpoint", url.Values{"name": {"x"}})
+	assert.Equal(t, http.StatusForbidden, code)
+	bob := p.signIn(t, "bob", "bob-pw")
+	code, _, _ = bob.post("/vms/"+id+"/revert", url.Values{"csrf": {bob.csrf}, "name": {"first"}})
+	assert.Equal(t, http.StatusNotFound, code)
+	code, _, _ = bob.post("/vms/"+id+"/checkpoint", url.Values{"csrf": {bob.csrf}, "name": {"bobs"}})
+	assert.Equal(t, http.StatusNotFound, code)
+	_, page = alice.get("/vms/" + id)
+	assert.Len(t, cpNames.FindAllStringSubmatch(page, -1), 1, "nothing made by the refused requests")
+
+	q := newPortal(t, vmm.Config{}) // role dev without "checkpoint"
+	a2 := q.signIn(t, "alice", "alice-pw")
+	code, _, loc = a2.create("dev", "no-cp")
+	require.Equal(t, http.StatusSeeOther, code)
+	q.wait(t, loc)
+	id2 := q.vmID(t, "no-cp")
+	_, page = a2.get("/vms/" + id2)
+	assert.NotContains(t, page, "Checkpoints")
+	code, _, _ = a2.post("/vms/"+id2+"/checkpoint", url.Values{"csrf": {a2.csrf}, "name": {"x"}})
+	assert.Equal(t, http.StatusNotFound, code)
+}

@@ -103,6 +103,11 @@ type VMInfo struct {
 	Disks  []DiskRef
 	NICs   []NIC
 	Labels map[string]string
+	// Console is the address of the VM's graphical console while it runs,
+	// as a URL ("vnc://127.0.0.1:5901"); "" when the VM is not running or
+	// has no console. A paused or shutting-down VM keeps the console it had
+	// while running.
+	Console string
 }
 
 // VMStats is a VM's use at one time.

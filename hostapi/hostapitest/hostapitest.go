@@ -28,6 +28,9 @@
 //     ignore ACPI, and then the suite powers it off (PowerOff may return
 //     ErrInvalidState if the guest stopped meanwhile) and expects it
 //     stopped.
+//   - A running VM's Console is a URL vnc://host:port, the same from
+//     Start until it stops (through Pause, Resume and Reboot); a stopped
+//     VM's is "".
 //   - Events yields, per VM, at least the kinds of the transitions the
 //     suite makes, in order; a driver may yield more (libvirt's
 //     "resumed" after a start, say). Each event's Host is HostInfo.ID.

@@ -1,7 +1,9 @@
 package hostapitest
 
 import (
+	"net/url"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/vmmkit/vmmkit/hostapi"
@@ -48,7 +50,7 @@ func testLifecycle(t *testing.T, s *Setup) {
 	events := record(t, d)
 	spec := s.Spec(newName("lifecycle"))
 	cleanupVM(t, s, spec.Name)
-	var id string
+	var id, console string
 	want := []hostapi.EventKind{}
 	steps := []struct {
 		name string
@@ -75,11 +77,16 @@ func testLifecycle(t *testing.T, s *Setup) {
 			if !slices.ContainsFunc(vms, func(v hostapi.VMInfo) bool { return v.ID == vm.ID }) {
 				t.Errorf("VMs: does not list %s", vm.Name)
 			}
+			if vm.Console != "" {
+				t.Errorf("CreateVM: got Console %q for a stopped VM, want \"\"", vm.Console)
+			}
+			wantConsole(t, d, id, false)
 		}},
 		{"Start", false, func(t *testing.T) {
 			must(t, "Start", d.Start(testCtx(t), id))
 			want = append(want, hostapi.EventStarted)
 			wantState(t, d, id, hostapi.StateRunning)
+			console = wantConsole(t, d, id, true)
 		}},
 		{"Stats", false, func(t *testing.T) {
 			st, err := d.Stats(testCtx(t), id)
@@ -101,11 +108,15 @@ func testLifecycle(t *testing.T, s *Setup) {
 		{"Reboot", false, func(t *testing.T) {
 			must(t, "Reboot", d.Reboot(testCtx(t), id))
 			wantState(t, d, id, hostapi.StateRunning)
+			if got := wantConsole(t, d, id, true); got != console {
+				t.Errorf("VM %s: got Console %q after Reboot, want %q, the one it had since Start", id, got, console)
+			}
 		}},
 		{"PowerOff", false, func(t *testing.T) {
 			must(t, "PowerOff", d.PowerOff(testCtx(t), id))
 			want = append(want, hostapi.EventStopped)
 			wantState(t, d, id, hostapi.StateStopped)
+			wantConsole(t, d, id, false)
 		}},
 		{"Shutdown", false, func(t *testing.T) {
 			must(t, "Start", d.Start(testCtx(t), id))
@@ -185,4 +196,33 @@ func testInvalidTransitions(t *testing.T, s *Setup) {
 			return
 		}
 	}
+}
+
+// wantConsole checks VM id's Console, as VM and VMs report it: a URL
+// vnc://host:port while the VM runs, "" when it is stopped. It returns the
+// console.
+func wantConsole(t *testing.T, d hostapi.Driver, id string, running bool) string {
+	t.Helper()
+	vm, err := d.VM(testCtx(t), id)
+	must(t, "VM", err)
+	vms, err := d.VMs(testCtx(t))
+	must(t, "VMs", err)
+	if i := slices.IndexFunc(vms, func(v hostapi.VMInfo) bool { return v.ID == vm.ID }); i >= 0 && vms[i].Console != vm.Console {
+		t.Errorf("VMs: got Console %q for %s, VM says %q", vms[i].Console, id, vm.Console)
+	}
+	if !running {
+		if vm.Console != "" {
+			t.Errorf("VM %s: got Console %q while it is %v, want \"\"", id, vm.Console, vm.State)
+		}
+		return vm.Console
+	}
+	u, err := url.Parse(vm.Console)
+	if err != nil || u.Scheme != "vnc" || u.Hostname() == "" {
+		t.Errorf("VM %s: got Console %q while it runs, want a URL vnc://host:port (%v)", id, vm.Console, err)
+		return vm.Console
+	}
+	if p, err := strconv.Atoi(u.Port()); err != nil || p <= 0 || p > 65535 {
+		t.Errorf("VM %s: got Console %q while it runs, want a port in it", id, vm.Console)
+	}
+	return vm.Console
 }

@@ -26,6 +26,13 @@ type Options struct {
 	DomainType string
 	// Machine is the machine type ("pc", the default, or "q35").
 	Machine string
+	// ConsoleListen is the IP address on which the VNC console of every VM
+	// CreateVM defines listens: "127.0.0.1" (the default, reached from the
+	// host itself or through a tunnel), another address of the host, or
+	// "0.0.0.0" or "::" for all of them. libvirt gives each running VM a
+	// port of its own from 5900 on (autoport), and VMInfo.Console reports
+	// it. ConsoleNone defines VMs without a console.
+	ConsoleListen string
 
 	// Dial, when set, opens every connection to the daemon instead of the
 	// transport the URI names; the URI still names the hypervisor driver.
@@ -56,12 +63,25 @@ type Options struct {
 	MigrationDataURI, DisksURI string
 }
 
+// ConsoleNone as Options.ConsoleListen defines VMs without a console.
+const ConsoleNone = "none"
+
+// checkConsoleListen refuses an Options.ConsoleListen that is neither an
+// IP address nor ConsoleNone.
+func checkConsoleListen(listen string) error {
+	if listen != ConsoleNone && net.ParseIP(listen) == nil {
+		return fmt.Errorf("%w: ConsoleListen %q is not an IP address or %q", hostapi.ErrInvalidSpec, listen, ConsoleNone)
+	}
+	return nil
+}
+
 // target is what Dial made of its URI.
 type target struct {
 	driverURI string // what ConnectToURI opens ("qemu:///system")
 	migURI    string // how other daemons reach this one
 	name      string // for errors: the URI as given
 	dial      func(ctx context.Context) (net.Conn, error)
+	remote    string // the daemon's host name from a tcp, tls or ssh URI; "" when local
 }
 
 func parseTarget(uri string, o *Options) (*target, error) {
@@ -90,6 +110,9 @@ func parseTarget(uri string, o *Options) (*target, error) {
 		}
 		t.migURI = uri
 		host := u.Host
+		if transport == "tcp" || transport == "tls" || transport == "ssh" {
+			t.remote = u.Hostname()
+		}
 		switch transport {
 		case "", "unix":
 			if host != "" && transport == "" {

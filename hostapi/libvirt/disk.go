@@ -150,7 +150,7 @@ func (d *Driver) DeleteDisk(ctx context.Context, pool, name string) error {
 			if err != nil {
 				continue
 			}
-			vm, err := vmInfo(doc, hostapi.StateUnknown)
+			vm, err := vmInfo(doc, hostapi.StateUnknown, d.t.remote)
 			if err != nil {
 				continue
 			}

@@ -30,6 +30,16 @@
 //     metadata. Disks of a pool are attached as volumes with their format;
 //     disks by path get the format of their pool volume, or of their
 //     extension (.qcow2, .vhd → vpc, .vhdx, anything else raw).
+//   - Every VM CreateVM defines has a VNC console listening on
+//     Options.ConsoleListen (127.0.0.1 unless set; ConsoleNone defines none),
+//     its port chosen by libvirt when it starts (autoport, from 5900).
+//     VMInfo.Console is read from the running domain's first VNC graphics
+//     device listening on TCP: "vnc://address:port", an IPv6 address in
+//     brackets. A console listening on every address (0.0.0.0, ::) is
+//     reported at the host name of a qemu+tcp, qemu+tls or qemu+ssh URI, or
+//     at the loopback address when the daemon is local (a socket path or a
+//     unix URI, even with Options.Dial). Domains defined elsewhere without
+//     VNC graphics have no Console.
 //   - Host facts come from NodeGetInfo, NodeGetMemoryStats (all cells, when
 //     the hypervisor has it), the capabilities' host UUID, pools and networks.
 //   - Checkpoints are libvirt internal snapshots: of a running VM they hold

@@ -57,6 +57,12 @@ func Dial(ctx context.Context, uri string, opts *Options) (*Driver, error) {
 	if o.ReconnectTimeout <= 0 {
 		o.ReconnectTimeout = 30 * time.Second
 	}
+	if o.ConsoleListen == "" {
+		o.ConsoleListen = "127.0.0.1"
+	}
+	if err := checkConsoleListen(o.ConsoleListen); err != nil {
+		return nil, hostapi.NewOpError("dial", uri, "", err)
+	}
 	t, err := parseTarget(uri, &o)
 	if err != nil {
 		return nil, hostapi.NewOpError("dial", uri, "", err)
@@ -249,7 +255,7 @@ func apiState(state, reason int32) hostapi.State {
 }
 
 // info reads one domain's record.
-func info(l *golibvirt.Libvirt, dom golibvirt.Domain) (*hostapi.VMInfo, error) {
+func (d *Driver) info(l *golibvirt.Libvirt, dom golibvirt.Domain) (*hostapi.VMInfo, error) {
 	state, reason, err := l.DomainGetState(dom, 0)
 	if err != nil {
 		return nil, err
@@ -258,7 +264,7 @@ func info(l *golibvirt.Libvirt, dom golibvirt.Domain) (*hostapi.VMInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	return vmInfo(doc, apiState(state, reason))
+	return vmInfo(doc, apiState(state, reason), d.t.remote)
 }
 
 // VMs returns every VM defined on the host (and the transient ones
@@ -285,7 +291,7 @@ func (d *Driver) VMs(ctx context.Context) ([]hostapi.VMInfo, error) {
 			if err != nil {
 				return err
 			}
-			vm, err := vmInfo(doc, state)
+			vm, err := vmInfo(doc, state, d.t.remote)
 			if err != nil {
 				return err
 			}
@@ -308,7 +314,7 @@ func (d *Driver) VM(ctx context.Context, id string) (*hostapi.VMInfo, error) {
 		if err != nil {
 			return err
 		}
-		vm, err = info(l, dom)
+		vm, err = d.info(l, dom)
 		return err
 	})
 	if err != nil {

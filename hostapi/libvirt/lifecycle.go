@@ -61,7 +61,7 @@ func (d *Driver) CreateVM(ctx context.Context, spec hostapi.VMSpec) (*hostapi.VM
 			}
 			return classify(err, true)
 		}
-		vm, err = info(l, dom)
+		vm, err = d.info(l, dom)
 		return err
 	})
 	if err != nil {
@@ -211,7 +211,7 @@ func (d *Driver) DeleteVM(ctx context.Context, id string, opts *hostapi.DeleteOp
 				if err != nil {
 					return err
 				}
-				vm, err := vmInfo(doc, hostapi.StateStopped)
+				vm, err := vmInfo(doc, hostapi.StateStopped, d.t.remote)
 				if err != nil {
 					return err
 				}

@@ -37,6 +37,7 @@ func TestLiveMigration(t *testing.T) {
 		require.NoError(t, err, "the VM is on the destination")
 		assert.Equal(t, vm.ID, got.ID)
 		assert.Equal(t, hostapi.StateRunning, got.State, "running on the destination")
+		requireRFB(t, got.Console) // the destination's QEMU serves its console
 		_, err = hop.to.Stats(ctx, vm.ID)
 		assert.NoError(t, err, "stats of the running guest on the destination")
 		_, err = hop.from.VM(ctx, vm.ID)

@@ -3,7 +3,9 @@ package libvirt
 import (
 	"encoding/xml"
 	"fmt"
+	"net"
 	"path"
+	"strconv"
 	"strings"
 
 	"libvirt.org/go/libvirtxml"
@@ -97,6 +99,12 @@ func (d *Driver) domainXML(spec hostapi.VMSpec, disks []resolvedDisk) (string, e
 	} else {
 		dom.Devices.MemBalloon = &libvirtxml.DomainMemBalloon{Model: "virtio"}
 	}
+	if d.opts.ConsoleListen != ConsoleNone {
+		dom.Devices.Graphics = []libvirtxml.DomainGraphic{{VNC: &libvirtxml.DomainGraphicVNC{
+			AutoPort:  "yes",
+			Listeners: []libvirtxml.DomainGraphicListener{{Address: &libvirtxml.DomainGraphicListenerAddress{Address: d.opts.ConsoleListen}}},
+		}}}
+	}
 	boot := spec.Boot
 	if boot == nil {
 		boot = []string{"disk", "cdrom"}
@@ -166,8 +174,10 @@ func (d *Driver) domainXML(spec hostapi.VMSpec, disks []resolvedDisk) (string, e
 	return dom.Marshal()
 }
 
-// vmInfo reads a VM's record from its domain XML.
-func vmInfo(doc string, state hostapi.State) (*hostapi.VMInfo, error) {
+// vmInfo reads a VM's record from its domain XML; remote is the daemon's
+// host name for a remote connection ("" for a local one), which stands
+// for a console listening on every address.
+func vmInfo(doc string, state hostapi.State, remote string) (*hostapi.VMInfo, error) {
 	var dom libvirtxml.Domain
 	if err := dom.Unmarshal(doc); err != nil {
 		return nil, fmt.Errorf("domain XML: %w", err)
@@ -207,6 +217,10 @@ func vmInfo(doc string, state hostapi.State) (*hostapi.VMInfo, error) {
 			}
 			vm.NICs = append(vm.NICs, nic)
 		}
+		switch state {
+		case hostapi.StateRunning, hostapi.StatePaused, hostapi.StateShutdown:
+			vm.Console = consoleURL(dom.Devices.Graphics, remote)
+		}
 	}
 	if dom.Metadata != nil && strings.Contains(dom.Metadata.XML, labelsNS) {
 		// The metadata holds other applications' elements too; find ours.
@@ -231,6 +245,44 @@ func vmInfo(doc string, state hostapi.State) (*hostapi.VMInfo, error) {
 		}
 	}
 	return vm, nil
+}
+
+// consoleURL returns the address of a running domain's first VNC console
+// listening on TCP, "vnc://host:port", from the port libvirt gave it and the
+// address it listens on; "" when it has none. A console listening on every
+// address (0.0.0.0, ::) is reported at remote, the daemon's host name, or
+// at the loopback address of a local daemon.
+func consoleURL(graphics []libvirtxml.DomainGraphic, remote string) string {
+	for _, g := range graphics {
+		v := g.VNC
+		if v == nil || v.Socket != "" || v.Port <= 0 {
+			continue
+		}
+		addr := v.Listen
+		if len(v.Listeners) > 0 {
+			switch l := v.Listeners[0]; {
+			case l.Address != nil && l.Address.Address != "":
+				addr = l.Address.Address
+			case l.Network != nil && l.Network.Address != "":
+				addr = l.Network.Address
+			case l.Socket != nil:
+				continue // a unix socket on the host, no address
+			}
+		}
+		switch ip := net.ParseIP(addr); {
+		case addr == "":
+			addr = "127.0.0.1" // QEMU's vnc_listen default
+		case ip == nil || !ip.IsUnspecified():
+		case remote != "":
+			addr = remote
+		case ip.To4() != nil:
+			addr = "127.0.0.1"
+		default:
+			addr = "::1"
+		}
+		return "vnc://" + net.JoinHostPort(addr, strconv.Itoa(v.Port))
+	}
+	return ""
 }
 
 func memBytes(v uint, unit string) int64 {

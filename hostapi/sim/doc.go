@@ -22,6 +22,15 @@
 // disk debits its full size from its pool, a differencing disk 1 MiB, a
 // copied image the bytes read.
 //
+// # Consoles
+//
+// A running, paused or shutting-down VM reports a console
+// "vnc://<host name>:<5900+n>" in VMInfo.Console, n the lowest display
+// number no other such VM of its host has, as libvirt's autoport gives
+// them; it keeps it until it stops, is deleted or migrates (getting one on
+// its new host). No server listens there: the address is for callers'
+// tests and user interfaces.
+//
 // # Time
 //
 // Each operation takes a realistic time multiplied by Config.TimeScale,

@@ -59,7 +59,8 @@ type host struct {
 	vms      map[string]*vm // by ID
 	names    map[string]*vm // by name
 	incoming map[string]int64
-	reserved int64 // memory of incoming migrations
+	reserved int64       // memory of incoming migrations
+	displays map[int]*vm // VNC display numbers of active VMs
 	pools    []*pool
 	faults   Faults
 	subs     map[*sub]struct{}

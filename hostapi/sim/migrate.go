@@ -268,5 +268,9 @@ func (h *host) arrive(v *vm, mem int64, disks []hostapi.DiskInfo, copyDisks bool
 	}
 	h.vms[v.info.ID] = v
 	h.names[v.info.Name] = v
+	v.info.Console = "" // the source's; a running VM gets one here
+	if v.active() {
+		h.openConsole(v)
+	}
 	h.emit(v, hostapi.EventMigratedIn)
 }

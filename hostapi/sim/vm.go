@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/vmmkit/vmmkit/hostapi"
@@ -21,6 +23,7 @@ type vm struct {
 	started     time.Time
 	checkpoints []checkpoint
 	gone        bool
+	display     int // VNC display number while active (port 5900+display)
 }
 
 type checkpoint struct {
@@ -75,17 +78,51 @@ func (h *host) lookup(id string) (*vm, error) {
 	return nil, hostapi.ErrNotFound
 }
 
-// setState changes v's state at now, keeping its CPU time; h.mu is held.
+// setState changes v's state at now, keeping its CPU time, and gives it
+// a console while it is active; h.mu is held.
 func (h *host) setState(v *vm, s hostapi.State, now time.Time) {
 	if v.running() {
 		v.cpuTime += time.Duration(h.fleet.load(&v.info, now) * float64(v.info.VCPUs) * float64(now.Sub(v.since)))
 	}
-	if !v.active() && s != hostapi.StateStopped {
+	was := v.active()
+	if !was && s != hostapi.StateStopped {
 		v.started = now
 		v.cpuTime = 0
 	}
 	v.info.State = s
 	v.since = now
+	switch {
+	case !was && v.active():
+		h.openConsole(v)
+	case was && !v.active():
+		h.closeConsole(v)
+	}
+}
+
+// openConsole gives v the lowest VNC display free on h, as libvirt's
+// autoport does, and sets its Console; h.mu is held.
+func (h *host) openConsole(v *vm) {
+	if h.displays == nil {
+		h.displays = make(map[int]*vm)
+	}
+	n := 0
+	for h.displays[n] != nil {
+		n++
+	}
+	h.displays[n] = v
+	v.display = n
+	v.info.Console = "vnc://" + net.JoinHostPort(h.name, strconv.Itoa(5900+n))
+}
+
+// closeConsole frees v's display; h.mu is held.
+func (h *host) closeConsole(v *vm) {
+	if v.info.Console == "" {
+		return
+	}
+	if h.displays[v.display] == v {
+		delete(h.displays, v.display)
+	}
+	v.info.Console = ""
 }
 
 func copyInfo(in *hostapi.VMInfo) hostapi.VMInfo {
@@ -399,6 +436,7 @@ func (c *Host) DeleteVM(ctx context.Context, id string, opts *hostapi.DeleteOpti
 
 // remove takes v off the host; h.mu is held.
 func (h *host) remove(v *vm) {
+	h.closeConsole(v)
 	delete(h.vms, v.info.ID)
 	delete(h.names, v.info.Name)
 	v.gone = true

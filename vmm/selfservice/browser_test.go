@@ -180,7 +180,8 @@ func (b *browser) create(name string) string {
 func TestBrowser(t *testing.T) {
 	exe := testenv.Tool(t, "VMM_TEST_CHROMIUM", "chromium")
 	ad := loadTestAD(t)
-	p := newPortalWith(t, vmm.Config{}, portalOptions{Auth: ad.dir, DevGroup: "vmm-dev", QAGroup: "vmm-qa"})
+	p := newPortalWith(t, vmm.Config{}, portalOptions{Auth: ad.dir, DevGroup: "vmm-dev", QAGroup: "vmm-qa",
+		DevActions: []string{"create", "start", "stop", "remove", "console"}})
 	b := newBrowser(t, exe, p.srv.URL)
 
 	// A user without a role is told so.
@@ -207,6 +208,9 @@ func TestBrowser(t *testing.T) {
 	)
 	assert.Equal(t, "running", run(b, "VM state", chromedp.Text(chromedp.CSS("#state"))))
 	aliceVM := strings.TrimPrefix(b.path(), "/vms/")
+	info, err := p.m.VMInfo(t.Context(), aliceVM)
+	require.NoError(t, err)
+	assert.Equal(t, info.Console, run(b, "console", chromedp.Text(chromedp.CSS("#console"))))
 	require.Equal(t, p.vmID(t, "web-alice-1"), aliceVM)
 
 	// Stop it from its page.

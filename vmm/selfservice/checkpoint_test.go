@@ -12,10 +12,15 @@ import (
 	"github.com/vmmkit/vmmkit/vmm"
 )
 
-var cpNames = regexp.MustCompile(`<span class="cp-name">([^<]+)</span>`)
+var (
+	cpNames  = regexp.MustCompile(`<span class="cp-name">([^<]+)</span>`)
+	consoles = regexp.MustCompile(`<code id="console">vnc://([^<:]+):(\d+)</code>`)
+)
 
-func TestCheckpointActions(t *testing.T) {
-	p := newPortalWith(t, vmm.Config{}, portalOptions{DevActions: []string{"create", "stop", "checkpoint"}})
+// Checkpoints and the console address on a VM's page, for roles that allow
+// them.
+func TestCheckpointAndConsole(t *testing.T) {
+	p := newPortalWith(t, vmm.Config{}, portalOptions{DevActions: []string{"create", "stop", "checkpoint", "console"}})
 	alice := p.signIn(t, "alice", "alice-pw")
 	code, _, loc := alice.create("dev", "cp-vm")
 	require.Equal(t, http.StatusSeeOther, code)
@@ -37,6 +42,13 @@ func TestCheckpointActions(t *testing.T) {
 	_, page := alice.get("/vms/" + id)
 	assert.Contains(t, page, `<dd id="host">`+hostName+"</dd>")
 	assert.Contains(t, page, "No checkpoints yet.")
+	// The console's address is the one the host gives.
+	info, err := p.m.VMInfo(t.Context(), id)
+	require.NoError(t, err)
+	require.NotEmpty(t, info.Console)
+	m := consoles.FindStringSubmatch(page)
+	require.NotNil(t, m, "a console address on the page")
+	assert.Equal(t, info.Console, "vnc://"+m[1]+":"+m[2])
 	assert.Contains(t, page, `id="act-checkpoint"`)
 	code, _, loc = alice.post("/vms/"+id+"/checkpoint", url.Values{"csrf": {alice.csrf}, "name": {"first"}})
 	require.Equal(t, http.StatusSeeOther, code)
@@ -48,6 +60,8 @@ func TestCheckpointActions(t *testing.T) {
 	code, _, loc = alice.post("/vms/"+id+"/stop", url.Values{"csrf": {alice.csrf}})
 	require.Equal(t, http.StatusSeeOther, code)
 	p.wait(t, loc)
+	_, page = alice.get("/vms/" + id)
+	assert.NotContains(t, page, "Console", "no console while stopped")
 	code, _, loc = alice.post("/vms/"+id+"/revert", url.Values{"csrf": {alice.csrf}, "name": {"first"}})
 	require.Equal(t, http.StatusSeeOther, code)
 	p.wait(t, loc)
@@ -78,6 +92,7 @@ func TestCheckpointActions(t *testing.T) {
 	id2 := q.vmID(t, "no-cp")
 	_, page = a2.get("/vms/" + id2)
 	assert.NotContains(t, page, "Checkpoints")
+	assert.NotContains(t, page, "Console", "the role does not allow the console")
 	code, _, _ = a2.post("/vms/"+id2+"/checkpoint", url.Values{"csrf": {a2.csrf}, "name": {"x"}})
 	assert.Equal(t, http.StatusNotFound, code)
 }

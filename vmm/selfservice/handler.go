@@ -540,6 +540,18 @@ func (h *Handler) vmPage(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	data := map[string]any{"VM": v}
+	if v.Role.allows(ActConsole) && v.State == "running" {
+		info, err := h.cfg.Manager.VMInfo(r.Context(), v.ID)
+		switch {
+		case err != nil:
+			h.log.Warn("the console of a VM cannot be read", "vm", v.ID, "err", err)
+			data["ConsoleError"] = "The console's address cannot be read now."
+		case info.Console == "":
+			data["ConsoleError"] = "This VM has no console."
+		default:
+			data["Console"] = info.Console
+		}
+	}
 	if v.Role.allows(ActCheckpoint) && placed(v.State) {
 		cps, err := h.cfg.Manager.Checkpoints(r.Context(), v.ID)
 		if err != nil {

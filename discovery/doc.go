@@ -17,6 +17,14 @@
 // returns what was added, changed, moved out or deleted since a [Cursor], by
 // the domain controller's uSNChanged counter and invocationId.
 //
+// [Client.Authenticate] checks a user's password for an application that
+// signs people in (the self-service portal): the account is looked up with
+// the Client's bind, the password checked by a bind as the account on a
+// connection of its own, and the [Account] comes back with every group the
+// user is in, nested ones included (tokenGroups). An empty password is
+// refused before anything is sent, since servers take it as an anonymous
+// bind.
+//
 // # Limits
 //
 //   - Page size is 500 by default and never above 1 000, Active Directory's

@@ -15,12 +15,7 @@ import (
 func TestVMActionsAndDelete(t *testing.T) {
 	f := newFixture(t, fixtureOpts{hosts: 1})
 	c := tctx(t)
-	j, err := f.m.CreateVM(c, vmm.VMSpec{Name: "act", Group: f.group.ID, Template: "web-small"})
-	require.NoError(t, err)
-	j, err = f.m.Wait(c, j.ID)
-	require.NoError(t, err)
-	var res vmm.CreateResult
-	require.NoError(t, json.Unmarshal(j.Result, &res))
+	res := createdVM(t, f, "act")
 	disksBefore := f.diskCount(t)
 	require.Equal(t, 1, disksBefore)
 
@@ -46,7 +41,7 @@ func TestVMActionsAndDelete(t *testing.T) {
 		assert.Equal(t, tc.want.String(), rec.State, "record after %s", tc.action)
 	}
 	// Pausing a stopped VM fails with the host's reason.
-	j, err = f.m.VMAction(c, res.VMID, vmm.ActionPause, "alice")
+	j, err := f.m.VMAction(c, res.VMID, vmm.ActionPause, "alice")
 	require.NoError(t, err)
 	_, err = f.m.Wait(c, j.ID)
 	var je *vmm.JobError
@@ -69,6 +64,18 @@ func TestVMActionsAndDelete(t *testing.T) {
 	assert.ErrorIs(t, err, store.ErrNotFound)
 }
 
+// createdVM creates a VM from web-small in f's group and waits for it.
+func createdVM(t *testing.T, f *fixture, name string) vmm.CreateResult {
+	t.Helper()
+	j, err := f.m.CreateVM(tctx(t), vmm.VMSpec{Name: name, Group: f.group.ID, Template: "web-small"})
+	require.NoError(t, err)
+	j, err = f.m.Wait(tctx(t), j.ID)
+	require.NoError(t, err)
+	var res vmm.CreateResult
+	require.NoError(t, json.Unmarshal(j.Result, &res))
+	return res
+}
+
 func startVM(t *testing.T, f *fixture, id string) error {
 	j, err := f.m.VMAction(tctx(t), id, vmm.ActionStart, "alice")
 	if err != nil {
@@ -81,12 +88,7 @@ func startVM(t *testing.T, f *fixture, id string) error {
 func TestCheckpoints(t *testing.T) {
 	f := newFixture(t, fixtureOpts{hosts: 1})
 	c := tctx(t)
-	j, err := f.m.CreateVM(c, vmm.VMSpec{Name: "cp", Group: f.group.ID, Template: "web-small"})
-	require.NoError(t, err)
-	j, err = f.m.Wait(c, j.ID)
-	require.NoError(t, err)
-	var res vmm.CreateResult
-	require.NoError(t, json.Unmarshal(j.Result, &res))
+	res := createdVM(t, f, "cp")
 	wait := func(j store.Job, err error) error {
 		require.NoError(t, err)
 		_, err = f.m.Wait(c, j.ID)

@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -40,7 +41,8 @@ const normalUserAccount = "805306368"
 // principal name ("alice@lab.example.com").
 //
 // The account is looked up with the Client's own bind under
-// Config.UserBase (default: the whole domain), then its password is checked
+// Config.UserBase (default: the whole domain; groups are always looked up
+// in the whole domain), then its password is checked
 // by a bind as the account on a connection of its own, secured as the
 // Client's are and closed before Authenticate returns; the Client's
 // connection keeps its own bind. The groups come from the account's
@@ -51,7 +53,10 @@ const normalUserAccount = "805306368"
 // A wrong password, an unknown or ambiguous user name, an empty password
 // and a name that cannot be a user's all return an *OpError of kind
 // ErrInvalidCredentials (an empty password is refused before anything is
-// sent: servers accept it as an anonymous bind). An account that may not
+// sent: servers accept it as an anonymous bind). A name that is no
+// account is refused after a bind as a made-up account, so that it takes
+// as long as a wrong password and the time does not tell which names
+// exist. An account that may not
 // sign in (disabled, expired, locked out) is ErrAccountRestricted, with the
 // reason when the server gives one. A directory that cannot be reached is
 // ErrConnection.
@@ -67,9 +72,13 @@ func (c *Client) Authenticate(ctx context.Context, user, password string) (Accou
 	if password == "" {
 		return refuse("empty password")
 	}
-	base, err := c.userBase(ctx)
+	domain, err := c.domainBase(ctx)
 	if err != nil {
 		return Account{}, err
+	}
+	base := c.cfg.UserBase
+	if base == "" {
+		base = domain
 	}
 
 	// Find the account with the Client's bind.
@@ -86,46 +95,40 @@ func (c *Client) Authenticate(ctx context.Context, user, password string) (Accou
 		foundURL = url
 		return len(found) < 2, nil
 	})
+	why := ""
 	if err != nil {
 		var le *ldap.Error
-		if errors.As(err, &le) && le.ResultCode == ldap.LDAPResultSizeLimitExceeded {
-			return refuse("user name names more than one account")
+		if !errors.As(err, &le) || le.ResultCode != ldap.LDAPResultSizeLimitExceeded {
+			return Account{}, err
 		}
-		return Account{}, err
+		why = "user name names more than one account"
+	} else if len(found) == 0 {
+		why = "no such user"
+	} else if len(found) > 1 {
+		why = "user name names more than one account"
 	}
-	switch len(found) {
-	case 0:
-		return refuse("no such user")
-	case 1:
-	default:
-		return refuse("user name names more than one account")
+	if why != "" {
+		// Bind anyway, as an account that does not exist, so that a name
+		// that is not an account takes as long to refuse as a wrong
+		// password: the time must not tell which names exist.
+		conn, _, err := c.bindAs(ctx, "CN=vmm-no-such-account-"+rand.Text()+","+domain, password, foundURL)
+		if err == nil {
+			conn.Close()
+		}
+		return refuse(why)
 	}
 	e := found[0]
 	acct := Account{DN: e.DN, SAMAccountName: e.GetAttributeValue("sAMAccountName"),
 		UPN: e.GetAttributeValue("userPrincipalName"), DisplayName: e.GetAttributeValue("displayName")}
 
-	// Check the password by binding as the account, first on the server
-	// that found it (replication may not have carried it elsewhere yet).
-	urls := append([]string{foundURL}, slices.DeleteFunc(slices.Clone(c.cfg.URLs), func(u string) bool { return u == foundURL })...)
-	var conn *ldap.Conn
-	var url string
-	err = c.retry(ctx, op, func() error {
-		var err error
-		conn, url, err = c.dialAnyAs(ctx, SimpleBind{Name: acct.DN, Password: password}, urls)
-		if err != nil {
-			var oe *OpError
-			if errors.As(err, &oe) {
-				oe.Op = op
-			}
-		}
-		return err
-	})
+	// Check the password by binding as the account.
+	conn, url, err := c.bindAs(ctx, acct.DN, password, foundURL)
 	if err != nil {
 		return Account{}, err
 	}
 	defer conn.Close()
 
-	groups, err := c.accountGroups(ctx, conn, acct.DN, base)
+	groups, err := c.accountGroups(ctx, conn, acct.DN, domain)
 	if err != nil {
 		if ctx.Err() != nil {
 			return Account{}, ctx.Err()
@@ -146,6 +149,33 @@ func (c *Client) Authenticate(ctx context.Context, user, password string) (Accou
 	return acct, nil
 }
 
+// bindAs opens a connection of its own bound as dn with password, first on
+// the server at first (the one that found the account: replication may not
+// have carried it elsewhere yet), then on the others.
+func (c *Client) bindAs(ctx context.Context, dn, password, first string) (*ldap.Conn, string, error) {
+	urls := c.cfg.URLs
+	if first != "" {
+		urls = append([]string{first}, slices.DeleteFunc(slices.Clone(urls), func(u string) bool { return u == first })...)
+	}
+	if c.userBinds != nil {
+		c.userBinds.Add(1)
+	}
+	var conn *ldap.Conn
+	var url string
+	err := c.retry(ctx, "authenticate", func() error {
+		var err error
+		conn, url, err = c.dialAnyAs(ctx, SimpleBind{Name: dn, Password: password}, urls)
+		if err != nil {
+			var oe *OpError
+			if errors.As(err, &oe) {
+				oe.Op = "authenticate"
+			}
+		}
+		return err
+	})
+	return conn, url, err
+}
+
 // accountName returns the name to look up for what a user typed, and false
 // when it cannot be an account name.
 func accountName(user string) (string, bool) {
@@ -163,12 +193,10 @@ func accountName(user string) (string, bool) {
 	return user, true
 }
 
-// userBase returns Config.UserBase, or the directory's default naming
-// context (read once).
-func (c *Client) userBase(ctx context.Context) (string, error) {
-	if c.cfg.UserBase != "" {
-		return c.cfg.UserBase, nil
-	}
+// domainBase returns the directory's default naming context (read once):
+// the whole domain, where Authenticate looks for groups, and for accounts
+// unless Config.UserBase says otherwise.
+func (c *Client) domainBase(ctx context.Context) (string, error) {
 	c.mu.Lock()
 	nc := c.namingContext
 	c.mu.Unlock()
@@ -260,7 +288,9 @@ func (c *Client) groupsBySID(ctx context.Context, conn *ldap.Conn, dn, base stri
 func (c *Client) chainGroups(ctx context.Context, conn *ldap.Conn, dn, base string) ([]*ldap.Entry, error) {
 	return c.searchDomain(ctx, conn, ldap.SearchRequest{
 		BaseDN: base, Scope: ldap.ScopeWholeSubtree, DerefAliases: ldap.NeverDerefAliases,
-		Filter:     "(&(objectClass=group)(member:1.2.840.113556.1.4.1941:=" + ldap.EscapeFilter(dn) + "))",
+		// Security groups only (groupType bit 0x80000000), as in
+		// tokenGroups: distribution lists are often open for users to join.
+		Filter:     "(&(objectClass=group)(groupType:1.2.840.113556.1.4.803:=2147483648)(member:1.2.840.113556.1.4.1941:=" + ldap.EscapeFilter(dn) + "))",
 		Attributes: []string{"sAMAccountName"},
 	})
 }

@@ -63,6 +63,7 @@ func TestAuthenticateAD(t *testing.T) {
 				assert.Equal(t, "CN="+user+",CN=Users,"+e.BaseDN, a.DN, name)
 				assert.Equal(t, want, portalGroups(a.Groups), name)
 				assert.Contains(t, a.Groups, "Domain Users", name)
+				assert.NotContains(t, a.Groups, "vmm-dist", "%s: a distribution list is no security group", name)
 				assert.True(t, slices.IsSortedFunc(a.Groups, func(x, y string) int {
 					return strings.Compare(strings.ToLower(x), strings.ToLower(y))
 				}), "%s: %v", name, a.Groups)
@@ -85,32 +86,47 @@ func TestAuthenticateAD(t *testing.T) {
 			assert.Subset(t, want.Groups, got.Groups, user)
 			assert.Equal(t, portalGroups(want.Groups), portalGroups(got.Groups), user)
 			assert.Contains(t, got.Groups, "Domain Users", user)
+			assert.NotContains(t, got.Groups, "vmm-dist", "%s: a distribution list is no security group", user)
 		}
 	})
 
 	t.Run("refused", func(t *testing.T) {
+		c2 := dialAD(t, e.config(e.URL))
+		binds := discovery.CountUserBinds(c2)
 		for _, tc := range []struct {
 			name, user, password string
 			kind                 error
+			reason               string // "": any
+			binds                int64  // binds as a user it makes
 		}{
-			{"wrong password", "vmm-alice", e.UserPass + "x", discovery.ErrInvalidCredentials},
-			{"unknown user", "vmm-nobody", e.UserPass, discovery.ErrInvalidCredentials},
-			{"empty password", "vmm-alice", "", discovery.ErrInvalidCredentials},
-			{"empty user", "", e.UserPass, discovery.ErrInvalidCredentials},
-			{"wildcard", "vmm-*", e.UserPass, discovery.ErrInvalidCredentials},
-			{"filter injection", "vmm-alice)(sAMAccountName=*", e.UserPass, discovery.ErrInvalidCredentials},
-			{"control character", "vmm-alice\x00", e.UserPass, discovery.ErrInvalidCredentials},
-			{"computer account", "HVR1-0300$", e.UserPass, discovery.ErrInvalidCredentials},
-			{"group", "vmm-dev", e.UserPass, discovery.ErrInvalidCredentials},
-			{"disabled", "vmm-disabled", e.UserPass, discovery.ErrAccountRestricted},
-			{"expired", "vmm-expired", e.UserPass, discovery.ErrAccountRestricted},
+			{"wrong password", "vmm-alice", e.UserPass + "x", discovery.ErrInvalidCredentials, "", 1},
+			// A name that is no account costs a bind too (the time must
+			// not tell which names exist).
+			{"unknown user", "vmm-nobody", e.UserPass, discovery.ErrInvalidCredentials, "no such user", 1},
+			{"empty password", "vmm-alice", "", discovery.ErrInvalidCredentials, "empty password", 0},
+			{"empty user", "", e.UserPass, discovery.ErrInvalidCredentials, "not a user name", 0},
+			// Filter characters are values, not syntax: unescaped, these
+			// would match several accounts, or vmm-alice herself.
+			{"wildcard", "vmm-*", e.UserPass, discovery.ErrInvalidCredentials, "no such user", 1},
+			{"wildcard, right password", "vmm-alic*", e.UserPass, discovery.ErrInvalidCredentials, "no such user", 1},
+			{"filter injection", "vmm-alice)(sAMAccountName=*", e.UserPass, discovery.ErrInvalidCredentials, "no such user", 1},
+			{"control character", "vmm-alice\x00", e.UserPass, discovery.ErrInvalidCredentials, "not a user name", 0},
+			{"computer account", "HVR1-0300$", e.UserPass, discovery.ErrInvalidCredentials, "no such user", 1},
+			{"group", "vmm-dev", e.UserPass, discovery.ErrInvalidCredentials, "no such user", 1},
+			{"disabled", "vmm-disabled", e.UserPass, discovery.ErrAccountRestricted, "", 1},
+			{"expired", "vmm-expired", e.UserPass, discovery.ErrAccountRestricted, "", 1},
 		} {
-			_, err := c.Authenticate(ctx, tc.user, tc.password)
+			before := binds.Load()
+			_, err := c2.Authenticate(ctx, tc.user, tc.password)
 			require.Error(t, err, tc.name)
 			assert.ErrorIs(t, err, tc.kind, tc.name)
 			var oe *discovery.OpError
 			require.True(t, errors.As(err, &oe), tc.name)
 			assert.Equal(t, "authenticate", oe.Op, tc.name)
+			if tc.reason != "" {
+				assert.Equal(t, tc.reason, oe.Reason, tc.name)
+			}
+			assert.Equal(t, tc.binds, binds.Load()-before, "%s: binds", tc.name)
 			assert.NotContains(t, err.Error(), e.UserPass, tc.name)
 		}
 	})
@@ -136,10 +152,21 @@ func TestAuthenticateAD(t *testing.T) {
 		c2 := dialAD(t, cfg)
 		_, err := c2.Authenticate(ctx, "vmm-alice", e.UserPass)
 		assert.ErrorIs(t, err, discovery.ErrInvalidCredentials)
+		// Groups come from the whole domain, not only UserBase: the
+		// builtin Users group lives in CN=Builtin.
 		cfg.UserBase = "CN=Users," + e.BaseDN
 		c3 := dialAD(t, cfg)
-		_, err = c3.Authenticate(ctx, "vmm-alice", e.UserPass)
-		assert.NoError(t, err)
+		got, err := c3.Authenticate(ctx, "vmm-alice", e.UserPass)
+		require.NoError(t, err)
+		want, err := c.Authenticate(ctx, "vmm-alice", e.UserPass)
+		require.NoError(t, err)
+		assert.Equal(t, want.Groups, got.Groups)
+		assert.Contains(t, got.Groups, "Users")
+		discovery.SetNoTokenGroups(c3, true)
+		got, err = c3.Authenticate(ctx, "vmm-alice", e.UserPass)
+		require.NoError(t, err)
+		assert.Subset(t, want.Groups, got.Groups)
+		assert.Contains(t, got.Groups, "vmm-dev")
 		cfg.UserBase = "not a DN"
 		_, err = discovery.Dial(ctx, cfg)
 		assert.ErrorIs(t, err, discovery.ErrConfig)

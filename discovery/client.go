@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -25,8 +26,9 @@ type Client struct {
 	url    string // URL of conn's server
 	closed bool
 
-	namingContext string // the rootDSE's defaultNamingContext, once read
-	noTokenGroups bool   // tests: resolve groups as if the server gave no tokenGroups
+	namingContext string        // the rootDSE's defaultNamingContext, once read
+	noTokenGroups bool          // tests: resolve groups as if the server gave no tokenGroups
+	userBinds     *atomic.Int64 // tests: counts Authenticate's binds
 }
 
 // Dial connects to the first server of cfg.URLs that answers, secures the

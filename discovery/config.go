@@ -57,6 +57,7 @@ type Config struct {
 
 	// UserBase is the subtree in which Authenticate looks for accounts;
 	// empty means the whole domain (the rootDSE's defaultNamingContext).
+	// Groups are looked up in the whole domain either way.
 	UserBase string
 
 	// Resolver looks up host names for Query.Resolve; nil means

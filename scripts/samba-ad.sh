@@ -32,7 +32,8 @@
 # the password printed as VMM_TEST_LDAP_USER_PASSWORD. Users and groups of
 # two self-service roles, with the same password: vmm-alice (in vmm-dev),
 # vmm-bob (in vmm-dev-leads, itself in vmm-dev), vmm-carol (in vmm-qa) and
-# vmm-dave (in none); VMM_TEST_LDAP_PORTAL_USERS lists them.
+# vmm-dave (in none); VMM_TEST_LDAP_PORTAL_USERS lists them. vmm-alice is
+# also on the distribution list vmm-dist, which is no security group.
 #
 # With VMM_TEST_BENCH_HOSTS=N (e.g. 10000), start also seeds N computers in
 # OU=BenchHosts, a separate OU outside the tests' one (once per state dir;
@@ -264,7 +265,7 @@ emit_env() {
 # ---------------------------------------------------------------- already up?
 if samba_running && [[ -s $STATE/addr ]]; then
   ADDR=$(cat "$STATE/addr")
-  if [[ $(cat "$STATE/seeded" 2>/dev/null) == "$HOSTS" && -s $STATE/portal-users && $(cat "$STATE/seeded-bench" 2>/dev/null || echo 0) -ge $BENCH_HOSTS ]] && ldap_up; then
+  if [[ $(cat "$STATE/seeded" 2>/dev/null) == "$HOSTS" && $(cat "$STATE/portal-users" 2>/dev/null) == 2 && $(cat "$STATE/seeded-bench" 2>/dev/null || echo 0) -ge $BENCH_HOSTS ]] && ldap_up; then
     log "samba already running from $STATE (pid $(cat "$PIDFILE")) on $ADDR"
     emit_env
     exit 0
@@ -544,7 +545,7 @@ fi
 # (vmm-alice directly, vmm-bob through the nested group vmm-dev-leads) and
 # vmm-qa (vmm-carol); vmm-dave is in no portal group. Same password as the
 # bind-test users.
-if [[ ! -s $STATE/portal-users ]]; then
+if [[ $(cat "$STATE/portal-users" 2>/dev/null) != 2 ]]; then
   log "creating portal users vmm-alice, vmm-bob, vmm-carol, vmm-dave and groups vmm-dev, vmm-dev-leads, vmm-qa"
   /usr/bin/python3 - "$CONF" "$SAMBA_DIR/private/sam.ldb" "$USERPASS" > "$LOGDIR/portal-users.log" 2>&1 <<'PYEOF' || { tail -20 "$LOGDIR/portal-users.log" >&2; die "creating portal users failed"; }
 import sys
@@ -559,12 +560,18 @@ for name in ("vmm-alice", "vmm-bob", "vmm-carol", "vmm-dave"):
     if not db.search(expression="(sAMAccountName=%s)" % name):
         db.newuser(name, password, useusernameascn=True)
     db.setexpiry("(sAMAccountName=%s)" % name, 0, no_expiry_req=True)
+from samba.dsdb import GTYPE_DISTRIBUTION_GLOBAL_GROUP
 for group in ("vmm-dev", "vmm-dev-leads", "vmm-qa"):
     if not db.search(expression="(sAMAccountName=%s)" % group):
         db.newgroup(group)
+# A distribution list (not a security group) holding vmm-alice: never a
+# group of a signed-in user.
+if not db.search(expression="(sAMAccountName=vmm-dist)"):
+    db.newgroup("vmm-dist", grouptype=GTYPE_DISTRIBUTION_GLOBAL_GROUP)
 for group, members in (("vmm-dev", ["vmm-alice", "vmm-dev-leads"]),
                        ("vmm-dev-leads", ["vmm-bob"]),
-                       ("vmm-qa", ["vmm-carol"])):
+                       ("vmm-qa", ["vmm-carol"]),
+                       ("vmm-dist", ["vmm-alice"])):
     try:
         db.add_remove_group_members(group, members, add_members_operation=True)
     except Exception as e:  # already members on a re-run
@@ -572,7 +579,7 @@ for group, members in (("vmm-dev", ["vmm-alice", "vmm-dev-leads"]),
             raise
 print("portal users ready")
 PYEOF
-  echo done > "$STATE/portal-users"
+  echo 2 > "$STATE/portal-users"
 fi
 
 # ---------------------------------------------------------------- bind-test users

@@ -58,6 +58,7 @@ type Manager struct {
 	wakeCh      chan struct{}
 	pending     map[string]map[string]placement.Vector // demand of VMs being made, by host ID and VM name
 	groupLocks  keylock.Map[string]                    // placements in a group, one at a time
+	vmLocks     keylock.Map[string]                    // checkpoint jobs of a VM, one at a time
 	leading     bool
 	stopLead    context.CancelFunc
 	leadContext context.Context

@@ -26,14 +26,16 @@ const (
 	ActionResume   = "resume"
 	ActionReboot   = "reboot"
 	// Checkpoints: see CreateCheckpoint and RevertCheckpoint.
-	ActionCheckpoint = "checkpoint"
-	ActionRevert     = "revert"
+	ActionCheckpoint       = "checkpoint"
+	ActionRevert           = "revert"
+	ActionDeleteCheckpoint = "delete-checkpoint"
 )
 
 type vmActionInput struct {
 	VM         string `json:"vm"`
 	Action     string `json:"action"`
 	Checkpoint string `json:"checkpoint,omitempty"`
+	Max        int    `json:"max,omitempty"` // of checkpoints
 }
 
 // maxCheckpointName bounds checkpoint names (libvirt's snapshot names are
@@ -42,26 +44,56 @@ const maxCheckpointName = 64
 
 // CreateCheckpoint queues a job that records a checkpoint of a VM under
 // name (letters, digits, '-', '_' and '.', at most 64, not starting with
-// '.'). A checkpoint of that name already there is kept and the job
-// succeeds, so that a resumed job does not fail on its own work.
-func (m *Manager) CreateCheckpoint(ctx context.Context, vmID, name, user string) (store.Job, error) {
-	return m.checkpointJob(ctx, vmID, ActionCheckpoint, name, user)
+// '.'). A name the VM's checkpoints already have is refused with
+// store.ErrExists (a new checkpoint never silently keeps an old one). When
+// max > 0 the VM may have at most max checkpoints: one more is refused
+// with store.ErrQuota. Both are checked when the job is asked for and
+// again in the job, under a lock of the VM in the manager that runs it.
+func (m *Manager) CreateCheckpoint(ctx context.Context, vmID, name, user string, max int) (store.Job, error) {
+	return m.checkpointJob(ctx, vmID, ActionCheckpoint, name, user, max)
 }
 
 // RevertCheckpoint queues a job that returns a VM to its checkpoint name
 // and records its state after.
 func (m *Manager) RevertCheckpoint(ctx context.Context, vmID, name, user string) (store.Job, error) {
-	return m.checkpointJob(ctx, vmID, ActionRevert, name, user)
+	return m.checkpointJob(ctx, vmID, ActionRevert, name, user, 0)
 }
 
-func (m *Manager) checkpointJob(ctx context.Context, vmID, action, name, user string) (store.Job, error) {
+// DeleteCheckpoint queues a job that deletes a VM's checkpoint name.
+func (m *Manager) DeleteCheckpoint(ctx context.Context, vmID, name, user string) (store.Job, error) {
+	return m.checkpointJob(ctx, vmID, ActionDeleteCheckpoint, name, user, 0)
+}
+
+func (m *Manager) checkpointJob(ctx context.Context, vmID, action, name, user string, max int) (store.Job, error) {
+	op := "VM " + action
 	if !validCheckpointName(name) {
-		return store.Job{}, &store.OpError{Op: "VM " + action, ID: vmID, Err: fmt.Errorf("%w: checkpoint name %q", store.ErrInvalid, name)}
+		return store.Job{}, &store.OpError{Op: op, ID: vmID, Err: fmt.Errorf("%w: checkpoint name %q", store.ErrInvalid, name)}
 	}
 	if _, err := m.placedVM(ctx, vmID); err != nil {
 		return store.Job{}, err
 	}
-	return m.Submit(ctx, KindVMAction, user, vmActionInput{VM: vmID, Action: action, Checkpoint: name}, action)
+	if action == ActionCheckpoint {
+		cps, err := m.Checkpoints(ctx, vmID)
+		if err != nil {
+			return store.Job{}, err
+		}
+		if err := checkpointRoom(cps, name, max); err != nil {
+			return store.Job{}, &store.OpError{Op: op, ID: vmID, Err: err}
+		}
+	}
+	return m.Submit(ctx, KindVMAction, user, vmActionInput{VM: vmID, Action: action, Checkpoint: name, Max: max}, action)
+}
+
+// checkpointRoom says why a VM with checkpoints cps may not get one more
+// named name, with at most max (0: any number).
+func checkpointRoom(cps []hostapi.Checkpoint, name string, max int) error {
+	if slices.ContainsFunc(cps, func(c hostapi.Checkpoint) bool { return c.Name == name }) {
+		return fmt.Errorf("%w: a checkpoint named %q", store.ErrExists, name)
+	}
+	if max > 0 && len(cps) >= max {
+		return fmt.Errorf("%w: the VM has %d checkpoints, the most it may have", store.ErrQuota, len(cps))
+	}
+	return nil
 }
 
 func validCheckpointName(name string) bool {
@@ -127,7 +159,7 @@ func (m *Manager) onHost(ctx context.Context, vmID string, f func(context.Contex
 func (m *Manager) VMAction(ctx context.Context, vmID, action, user string) (store.Job, error) {
 	switch action {
 	case ActionStart, ActionShutdown, ActionPowerOff, ActionPause, ActionResume, ActionReboot:
-	case ActionCheckpoint, ActionRevert:
+	case ActionCheckpoint, ActionRevert, ActionDeleteCheckpoint:
 		return store.Job{}, &store.OpError{Op: "VM action", ID: vmID, Err: fmt.Errorf("%w: %s needs a name: use CreateCheckpoint or RevertCheckpoint", store.ErrInvalid, action)}
 	default:
 		return store.Job{}, &store.OpError{Op: "VM action", ID: vmID, Err: fmt.Errorf("%w: unknown action %q", store.ErrInvalid, action)}
@@ -155,11 +187,16 @@ func (m *Manager) runVMAction(ctx context.Context, r *Run) error {
 	if err := r.Input(&in); err != nil {
 		return err
 	}
-	st, err := Do(ctx, r, in.Action, func(ctx context.Context, _ bool) (hostapi.State, error) {
+	st, err := Do(ctx, r, in.Action, func(ctx context.Context, resumed bool) (hostapi.State, error) {
+		if in.Checkpoint != "" {
+			// Checkpoint jobs of one VM take turns here, so that two
+			// cannot both find room for one more.
+			defer m.vmLocks.Lock(in.VM)()
+		}
 		var after hostapi.State
 		err := m.onHost(ctx, in.VM, func(cctx context.Context, drv hostapi.Driver, v *hostapi.VMInfo) error {
 			var err error
-			after, err = vmAction(cctx, drv, v, in)
+			after, err = vmAction(cctx, drv, v, in, resumed)
 			return err
 		})
 		return after, err
@@ -176,21 +213,28 @@ func (m *Manager) runVMAction(ctx context.Context, r *Run) error {
 	return r.SetResult(map[string]string{"state": st.String()})
 }
 
-// vmAction does in on v and returns v's state after.
-func vmAction(cctx context.Context, drv hostapi.Driver, v *hostapi.VMInfo, in vmActionInput) (hostapi.State, error) {
+// vmAction does in on v and returns v's state after. A resumed step
+// finds its own work done: a checkpoint there already, one deleted.
+func vmAction(cctx context.Context, drv hostapi.Driver, v *hostapi.VMInfo, in vmActionInput, resumed bool) (hostapi.State, error) {
 	switch in.Action {
 	case ActionCheckpoint:
 		cps, err := drv.Checkpoints(cctx, v.ID)
 		if err != nil {
 			return 0, err
 		}
-		if !slices.ContainsFunc(cps, func(c hostapi.Checkpoint) bool { return c.Name == in.Checkpoint }) {
-			if _, err := drv.CreateCheckpoint(cctx, v.ID, in.Checkpoint); err != nil {
+		if err := checkpointRoom(cps, in.Checkpoint, in.Max); err != nil {
+			if !resumed || !errors.Is(err, store.ErrExists) {
 				return 0, err
 			}
+		} else if _, err := drv.CreateCheckpoint(cctx, v.ID, in.Checkpoint); err != nil {
+			return 0, err
 		}
 	case ActionRevert:
 		if err := drv.RevertCheckpoint(cctx, v.ID, in.Checkpoint); err != nil {
+			return 0, err
+		}
+	case ActionDeleteCheckpoint:
+		if err := drv.DeleteCheckpoint(cctx, v.ID, in.Checkpoint); err != nil && !(resumed && errors.Is(err, hostapi.ErrNotFound)) {
 			return 0, err
 		}
 	default:

@@ -1,8 +1,12 @@
 package vmm_test
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -85,8 +89,24 @@ func startVM(t *testing.T, f *fixture, id string) error {
 	return err
 }
 
+// slowCheckpoints is a driver whose checkpoints take a while to make, as
+// a real host's do, which opens the window between counting a VM's
+// checkpoints and making one more.
+type slowCheckpoints struct{ hostapi.Driver }
+
+func (d slowCheckpoints) CreateCheckpoint(ctx context.Context, id, name string) (*hostapi.Checkpoint, error) {
+	time.Sleep(30 * time.Millisecond)
+	return d.Driver.CreateCheckpoint(ctx, id, name)
+}
+
 func TestCheckpoints(t *testing.T) {
-	f := newFixture(t, fixtureOpts{hosts: 1})
+	f := newFixture(t, fixtureOpts{hosts: 1, config: func(c *vmm.Config) {
+		conn := vmm.SimConnector(c.Sim)
+		c.Connectors = map[string]vmm.Connector{"sim": func(ctx context.Context, uri string) (hostapi.Driver, error) {
+			d, err := conn(ctx, uri)
+			return slowCheckpoints{d}, err
+		}}
+	}})
 	c := tctx(t)
 	res := createdVM(t, f, "cp")
 	wait := func(j store.Job, err error) error {
@@ -99,12 +119,16 @@ func TestCheckpoints(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, hostapi.StateRunning, info.State)
 
-	require.NoError(t, wait(f.m.CreateCheckpoint(c, res.VMID, "before-change", "alice")))
-	// The same name again keeps the first (a resumed job must not fail on
-	// its own work).
-	require.NoError(t, wait(f.m.CreateCheckpoint(c, res.VMID, "before-change", "alice")))
+	require.NoError(t, wait(f.m.CreateCheckpoint(c, res.VMID, "before-change", "alice", 2)))
+	// The same name again is refused: a new checkpoint never silently
+	// keeps an old one.
+	_, err = f.m.CreateCheckpoint(c, res.VMID, "before-change", "alice", 2)
+	assert.ErrorIs(t, err, store.ErrExists)
 	require.NoError(t, wait(f.m.VMAction(c, res.VMID, vmm.ActionPowerOff, "alice")))
-	require.NoError(t, wait(f.m.CreateCheckpoint(c, res.VMID, "off", "alice")))
+	require.NoError(t, wait(f.m.CreateCheckpoint(c, res.VMID, "off", "alice", 2)))
+	// At most 2.
+	_, err = f.m.CreateCheckpoint(c, res.VMID, "third", "alice", 2)
+	assert.ErrorIs(t, err, store.ErrQuota)
 	cps, err := f.m.Checkpoints(c, res.VMID)
 	require.NoError(t, err)
 	var names []string
@@ -121,11 +145,48 @@ func TestCheckpoints(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "running", rec.State)
 
+	// Delete one; then there is room again.
+	require.NoError(t, wait(f.m.DeleteCheckpoint(c, res.VMID, "off", "alice")))
+	cps, err = f.m.Checkpoints(c, res.VMID)
+	require.NoError(t, err)
+	require.Len(t, cps, 1)
+	assert.Equal(t, "before-change", cps[0].Name)
+	require.NoError(t, wait(f.m.CreateCheckpoint(c, res.VMID, "third", "alice", 2)))
+
+	// Many at once never pass the cap: asked for while there is room, each
+	// job checks again under the VM's lock.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	made, refused := 0, 0
+	for i := range 6 {
+		wg.Go(func() {
+			j, err := f.m.CreateCheckpoint(c, res.VMID, fmt.Sprintf("race-%d", i), "alice", 3)
+			if err == nil {
+				_, err = f.m.Wait(c, j.ID)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil {
+				made++
+			} else if assert.Contains(t, err.Error(), "the most it may have") {
+				refused++
+			}
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, 1, made)
+	assert.Equal(t, 5, refused)
+	cps, err = f.m.Checkpoints(c, res.VMID)
+	require.NoError(t, err)
+	assert.Len(t, cps, 3)
+
 	// Bad names are refused before a job; an unknown one fails the job.
 	for _, bad := range []string{"", ".hidden", "a/b", "x y", string(make([]byte, 65))} {
-		_, err := f.m.CreateCheckpoint(c, res.VMID, bad, "alice")
+		_, err := f.m.CreateCheckpoint(c, res.VMID, bad, "alice", 0)
 		assert.ErrorIs(t, err, store.ErrInvalid, "%q", bad)
 	}
+	err = wait(f.m.DeleteCheckpoint(c, res.VMID, "never-made", "alice"))
+	assert.Error(t, err)
 	_, err = f.m.VMAction(c, res.VMID, vmm.ActionCheckpoint, "alice")
 	assert.ErrorIs(t, err, store.ErrInvalid)
 	err = wait(f.m.RevertCheckpoint(c, res.VMID, "never-made", "alice"))

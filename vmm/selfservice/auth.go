@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -66,22 +67,33 @@ func newLimiter(max int, window time.Duration) *limiter {
 	return &limiter{max: max, window: window, fails: map[string][]time.Time{}}
 }
 
-// blocked reports whether key failed max times within the window.
-func (l *limiter) blocked(key string, now time.Time) bool {
+// take counts an attempt of key at now, unless key has max within the
+// window already: then it counts nothing and returns false.
+func (l *limiter) take(key string, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.recent(key, now)) >= l.max
-}
-
-func (l *limiter) fail(key string, now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.fails[key] = append(l.recent(key, now), now)
+	ts := l.recent(key, now)
+	if len(ts) >= l.max {
+		return false
+	}
+	l.fails[key] = append(ts, now)
 	if len(l.fails) > 100000 { // bound memory under a spray of names
 		for k := range l.fails {
-			if len(l.recent(k, now)) == 0 {
-				delete(l.fails, k)
-			}
+			l.recent(k, now)
+		}
+	}
+	return true
+}
+
+// give takes back the attempt of key that take counted at t.
+func (l *limiter) give(key string, t time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ts := l.fails[key]
+	if i := slices.Index(ts, t); i >= 0 {
+		l.fails[key] = slices.Delete(ts, i, i+1)
+		if len(l.fails[key]) == 0 {
+			delete(l.fails, key)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package selfservice_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vmmkit/vmmkit/vmm"
+	"github.com/vmmkit/vmmkit/vmm/selfservice"
 )
 
 var (
@@ -67,9 +69,29 @@ func TestCheckpointAndConsole(t *testing.T) {
 	p.wait(t, loc)
 	assert.Equal(t, "running", string(vmsNamed(t, p, "cp-vm")[0].State))
 
+	// The same name again is refused (never silently the old one kept);
+	// at most DefaultMaxCheckpoints; deleting one makes room.
+	code, body, _ := alice.post("/vms/"+id+"/checkpoint", url.Values{"csrf": {alice.csrf}, "name": {"first"}})
+	assert.Equal(t, http.StatusConflict, code)
+	assert.Contains(t, body, "The VM has a checkpoint of that name")
+	for i := 2; i <= selfservice.DefaultMaxCheckpoints; i++ {
+		code, _, loc = alice.post("/vms/"+id+"/checkpoint", url.Values{"csrf": {alice.csrf}, "name": {fmt.Sprintf("cp%d", i)}})
+		require.Equal(t, http.StatusSeeOther, code)
+		p.wait(t, loc)
+	}
+	code, body, _ = alice.post("/vms/"+id+"/checkpoint", url.Values{"csrf": {alice.csrf}, "name": {"one-too-many"}})
+	assert.Equal(t, http.StatusConflict, code)
+	assert.Contains(t, body, "the most your role allows")
+	code, _, loc = alice.post("/vms/"+id+"/delete-checkpoint", url.Values{"csrf": {alice.csrf}, "name": {"cp2"}})
+	require.Equal(t, http.StatusSeeOther, code)
+	p.wait(t, loc)
+	_, page = alice.get("/vms/" + id)
+	assert.Len(t, cpNames.FindAllStringSubmatch(page, -1), selfservice.DefaultMaxCheckpoints-1)
+	assert.NotContains(t, page, `<span class="cp-name">cp2</span>`)
+
 	// Refused: a bad name, a checkpoint the VM does not have, no token,
 	// another user (bob, same role, not shared), a role without the action.
-	code, body, _ := alice.post("/vms/"+id+"/checkpoint", url.Values{"csrf": {alice.csrf}, "name": {"../etc"}})
+	code, body, _ = alice.post("/vms/"+id+"/checkpoint", url.Values{"csrf": {alice.csrf}, "name": {"../etc"}})
 	assert.Equal(t, http.StatusBadRequest, code)
 	assert.Contains(t, body, "A checkpoint name is")
 	code, _, _ = alice.post("/vms/"+id+"/revert", url.Values{"csrf": {alice.csrf}, "name": {"never"}})
@@ -81,8 +103,12 @@ func TestCheckpointAndConsole(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, code)
 	code, _, _ = bob.post("/vms/"+id+"/checkpoint", url.Values{"csrf": {bob.csrf}, "name": {"bobs"}})
 	assert.Equal(t, http.StatusNotFound, code)
+	code, _, _ = bob.post("/vms/"+id+"/delete-checkpoint", url.Values{"csrf": {bob.csrf}, "name": {"first"}})
+	assert.Equal(t, http.StatusNotFound, code)
+	code, _, _ = alice.post("/vms/"+id+"/delete-checkpoint", url.Values{"csrf": {alice.csrf}, "name": {"never"}})
+	assert.Equal(t, http.StatusNotFound, code)
 	_, page = alice.get("/vms/" + id)
-	assert.Len(t, cpNames.FindAllStringSubmatch(page, -1), 1, "nothing made by the refused requests")
+	assert.Len(t, cpNames.FindAllStringSubmatch(page, -1), selfservice.DefaultMaxCheckpoints-1, "nothing made or deleted by the refused requests")
 
 	q := newPortal(t, vmm.Config{}) // role dev without "checkpoint"
 	a2 := q.signIn(t, "alice", "alice-pw")

@@ -228,22 +228,32 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	user, pass := r.PostFormValue("user"), r.PostFormValue("password")
 	now := h.now()
 	ukey, akey := "user:"+userKey(user), addrKey(r.RemoteAddr)
-	if h.users.blocked(ukey, now) || h.addrs.blocked(akey, now) {
-		h.log.Warn("sign-in refused: too many failures", "user", user, "addr", r.RemoteAddr)
-		h.render(w, http.StatusTooManyRequests, "login.html", nil, map[string]any{"Error": "Too many failed sign-ins. Wait a minute and try again."})
+	// Every attempt counts as a failure until it succeeds, so that
+	// attempts sent at once cannot all pass the check while the first is
+	// still being checked.
+	if !h.users.take(ukey, now) {
+		h.tooMany(w, r, user)
 		return
 	}
+	if !h.addrs.take(akey, now) {
+		h.users.give(ukey, now)
+		h.tooMany(w, r, user)
+		return
+	}
+	forgive := func() { h.users.give(ukey, now); h.addrs.give(akey, now) }
 	if user == "" || pass == "" || len(user) > 256 || len(pass) > 1024 {
+		forgive()
 		h.render(w, http.StatusUnauthorized, "login.html", nil, map[string]any{"Error": "Wrong user name or password.", "User": user})
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
 	who, err := h.cfg.Auth.Authenticate(ctx, user, pass)
+	if err == nil || !errors.Is(err, ErrBadCredentials) {
+		forgive()
+	}
 	if err != nil {
 		if errors.Is(err, ErrBadCredentials) {
-			h.users.fail(ukey, now)
-			h.addrs.fail(akey, now)
 			h.log.Info("sign-in failed", "user", user, "addr", r.RemoteAddr, "err", err)
 			h.render(w, http.StatusUnauthorized, "login.html", nil, map[string]any{"Error": "Wrong user name or password.", "User": user})
 			return
@@ -270,6 +280,11 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		SameSite: http.SameSiteStrictMode, Secure: h.cfg.Secure || r.TLS != nil, Expires: s.expires})
 	h.log.Info("signed in", "user", who.User, "addr", r.RemoteAddr)
 	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+func (h *Handler) tooMany(w http.ResponseWriter, r *http.Request, user string) {
+	h.log.Warn("sign-in refused: too many failures", "user", user, "addr", r.RemoteAddr)
+	h.render(w, http.StatusTooManyRequests, "login.html", nil, map[string]any{"Error": "Too many failed sign-ins. Wait a minute and try again."})
 }
 
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request, s *session) {
@@ -581,7 +596,8 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	action := r.PathValue("action")
-	if ok && (action == vmm.ActionCheckpoint || action == vmm.ActionRevert) && v.Role.allows(ActCheckpoint) && placed(v.State) {
+	if ok && (action == vmm.ActionCheckpoint || action == vmm.ActionRevert || action == vmm.ActionDeleteCheckpoint) &&
+		v.Role.allows(ActCheckpoint) && placed(v.State) {
 		h.checkpoint(w, r, s, v, action)
 		return
 	}
@@ -617,15 +633,16 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request, s *session) {
 	http.Redirect(w, r, "/jobs/"+job.ID, http.StatusSeeOther)
 }
 
-// checkpoint records a checkpoint of v, or reverts v to one.
+// checkpoint records a checkpoint of v, or reverts v to one, or deletes
+// one.
 func (h *Handler) checkpoint(w http.ResponseWriter, r *http.Request, s *session, v vmView, action string) {
 	name := r.PostFormValue("name")
 	m := h.cfg.Manager
 	var job store.Job
 	var err error
-	if action == vmm.ActionRevert {
-		// Only to a checkpoint the VM has: a crafted name is refused here,
-		// not by a failed job.
+	if action != vmm.ActionCheckpoint {
+		// Only one the VM has: a crafted name is refused here, not by a
+		// failed job.
 		cps, cerr := m.Checkpoints(r.Context(), v.ID)
 		if cerr != nil {
 			h.fail(w, s, http.StatusServiceUnavailable, "The checkpoints cannot be read now.")
@@ -635,16 +652,26 @@ func (h *Handler) checkpoint(w http.ResponseWriter, r *http.Request, s *session,
 			h.fail(w, s, http.StatusNotFound, "The VM has no such checkpoint.")
 			return
 		}
+	}
+	switch action {
+	case vmm.ActionRevert:
 		job, err = m.RevertCheckpoint(r.Context(), v.ID, name, s.who.User)
-	} else {
-		job, err = m.CreateCheckpoint(r.Context(), v.ID, name, s.who.User)
+	case vmm.ActionDeleteCheckpoint:
+		job, err = m.DeleteCheckpoint(r.Context(), v.ID, name, s.who.User)
+	default:
+		job, err = m.CreateCheckpoint(r.Context(), v.ID, name, s.who.User, v.Role.MaxCheckpoints)
 	}
 	if err != nil {
-		msg := "The action cannot be taken: " + publicReason(err)
-		if errors.Is(err, store.ErrInvalid) {
-			msg = "A checkpoint name is 1 to 64 letters, digits, '-', '_' or '.', not starting with '.'."
+		code, msg := http.StatusConflict, "The action cannot be taken: "+publicReason(err)
+		switch {
+		case errors.Is(err, store.ErrInvalid):
+			code, msg = http.StatusBadRequest, "A checkpoint name is 1 to 64 letters, digits, '-', '_' or '.', not starting with '.'."
+		case errors.Is(err, store.ErrExists):
+			msg = "The VM has a checkpoint of that name: choose another, or delete that one first."
+		case errors.Is(err, store.ErrQuota):
+			msg = fmt.Sprintf("The VM has %d checkpoints, the most your role allows: delete one first.", v.Role.MaxCheckpoints)
 		}
-		h.fail(w, s, http.StatusBadRequest, msg)
+		h.fail(w, s, code, msg)
 		return
 	}
 	http.Redirect(w, r, "/jobs/"+job.ID, http.StatusSeeOther)

@@ -16,10 +16,13 @@ const (
 	ActPause    = "pause"    // and resume
 	ActReboot   = "reboot"
 	ActRemove   = "remove"
-	// ActCheckpoint lets members record checkpoints of their VMs and
-	// return a VM to one (revert).
+	// ActCheckpoint lets members record checkpoints of their VMs (at most
+	// Role.MaxCheckpoints each), return a VM to one, and delete them.
 	ActCheckpoint = "checkpoint"
-	// ActConsole shows the address of a running VM's console.
+	// ActConsole shows the address of a running VM's console, as its host
+	// reports it. It grants nothing: who can open the console is up to
+	// the host (the network that reaches the address, a console password).
+	// See hostapi/libvirt's Options.ConsoleListen.
 	ActConsole = "console"
 )
 
@@ -50,11 +53,19 @@ type Role struct {
 	// and acts on all of them, and the quota is the role's. Otherwise a
 	// member sees only their own.
 	Shared bool
+	// MaxCheckpoints caps the checkpoints of each VM with ActCheckpoint
+	// (they hold disk and memory state on the host); 0 means
+	// DefaultMaxCheckpoints.
+	MaxCheckpoints int
 
 	names *regexp.Regexp
 }
 
 const defaultNamePattern = `[A-Za-z0-9][A-Za-z0-9-]{2,31}`
+
+// DefaultMaxCheckpoints is the checkpoints a VM may have when
+// Role.MaxCheckpoints is 0.
+const DefaultMaxCheckpoints = 5
 
 func (r *Role) check() error {
 	if r.Name == "" {
@@ -73,8 +84,11 @@ func (r *Role) check() error {
 			return fmt.Errorf("selfservice: role %s: negative points for %s", r.Name, t)
 		}
 	}
-	if r.Quota < 0 || r.MaxVMs < 0 {
+	if r.Quota < 0 || r.MaxVMs < 0 || r.MaxCheckpoints < 0 {
 		return fmt.Errorf("selfservice: role %s: negative quota", r.Name)
+	}
+	if r.MaxCheckpoints == 0 {
+		r.MaxCheckpoints = DefaultMaxCheckpoints
 	}
 	pat := r.NamePattern
 	if pat == "" {

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -436,4 +437,40 @@ func BenchmarkPortal(b *testing.B) {
 func p95ms(ds []time.Duration) float64 {
 	slices.Sort(ds)
 	return float64(ds[(len(ds)*95+99)/100-1].Microseconds()) / 1000
+}
+
+// slowAuth checks passwords as a directory does: with a delay, counting
+// the checks.
+type slowAuth struct {
+	selfservice.Authenticator
+	checks *atomic.Int64
+}
+
+func (a slowAuth) Authenticate(ctx context.Context, user, password string) (selfservice.Identity, error) {
+	a.checks.Add(1)
+	time.Sleep(20 * time.Millisecond)
+	return a.Authenticator.Authenticate(ctx, user, password)
+}
+
+// Guesses sent at once get no more checks than the limit allows: each
+// attempt counts before its password is checked.
+func TestSignInBurst(t *testing.T) {
+	checks := new(atomic.Int64)
+	auth := slowAuth{selfservice.DevUsers{"alice": {Password: "alice-pw", Groups: []string{"devs"}}}, checks}
+	p := newPortalWith(t, vmm.Config{}, portalOptions{Auth: auth})
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Go(func() { p.tryLogin("alice", fmt.Sprintf("guess-%d", i), fmt.Sprintf("198.51.100.%d:1", i)) })
+	}
+	wg.Wait()
+	assert.Equal(t, int64(5), checks.Load(), "password checks for 40 guesses at once")
+	code, _, _ := p.tryLogin("alice", "alice-pw", "198.51.100.200:1")
+	assert.Equal(t, http.StatusTooManyRequests, code)
+
+	// Successful sign-ins do not use up the limit.
+	q := newPortalWith(t, vmm.Config{}, portalOptions{Auth: auth})
+	for i := range 10 {
+		code, _, _ := q.tryLogin("alice", "alice-pw", "192.0.2.50:1")
+		require.Equal(t, http.StatusSeeOther, code, "sign-in %d", i)
+	}
 }

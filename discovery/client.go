@@ -25,6 +25,9 @@ type Client struct {
 	conn   *ldap.Conn
 	url    string // URL of conn's server
 	closed bool
+	// dialing, while a caller makes a connection, is closed when it is
+	// done; others wait on it instead of on mu.
+	dialing chan struct{}
 
 	namingContext string        // the rootDSE's defaultNamingContext, once read
 	noTokenGroups bool          // tests: resolve groups as if the server gave no tokenGroups
@@ -78,32 +81,61 @@ func (c *Client) URL() string {
 }
 
 // connection returns the live connection, making one (with failover and
-// retries) when there is none.
+// retries) when there is none. One caller dials at a time; the others wait
+// for it, or for their own ctx to end, without holding the lock.
 func (c *Client) connection(ctx context.Context) (*ldap.Conn, string, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil, "", ErrClosed
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return nil, "", ErrClosed
+		}
+		if c.conn != nil && !c.conn.IsClosing() {
+			conn, url := c.conn, c.url
+			c.mu.Unlock()
+			return conn, url, nil
+		}
+		if c.conn != nil {
+			c.conn.Close()
+			c.conn = nil
+		}
+		if wait := c.dialing; wait != nil {
+			c.mu.Unlock()
+			select {
+			case <-wait:
+				continue // dialled, or failed: look again
+			case <-ctx.Done():
+				return nil, "", &OpError{Op: "connect", Kind: ErrConnection, Err: ctx.Err()}
+			}
+		}
+		done := make(chan struct{})
+		c.dialing = done
+		c.mu.Unlock()
+
+		var conn *ldap.Conn
+		var connURL string
+		err := c.retry(ctx, "connect", func() error {
+			var err error
+			conn, connURL, err = c.dialAny(ctx)
+			return err
+		})
+
+		c.mu.Lock()
+		c.dialing = nil
+		close(done)
+		if err == nil && c.closed {
+			conn.Close()
+			err = ErrClosed
+		}
+		if err == nil {
+			c.conn, c.url = conn, connURL
+		}
+		c.mu.Unlock()
+		if err != nil {
+			return nil, "", err
+		}
+		return conn, connURL, nil
 	}
-	if c.conn != nil && !c.conn.IsClosing() {
-		return c.conn, c.url, nil
-	}
-	if c.conn != nil {
-		c.conn.Close()
-		c.conn = nil
-	}
-	var conn *ldap.Conn
-	var connURL string
-	err := c.retry(ctx, "connect", func() error {
-		var err error
-		conn, connURL, err = c.dialAny(ctx)
-		return err
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	c.conn, c.url = conn, connURL
-	return conn, connURL, nil
 }
 
 // drop forgets conn after a failure so that the next operation reconnects.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/cenkalti/backoff/v4"
@@ -436,3 +437,52 @@ func FuzzOUDN(f *testing.F) {
 }
 
 var _ = errors.Is
+
+// While one caller dials a server that does not answer, others wait for
+// it only as long as their own context lets them.
+func TestDialDoesNotHoldOthers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() { // accept, never answer
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	cfg := Config{URLs: []string{"ldaps://" + ln.Addr().String()}, Bind: SimpleBind{Name: "x", Password: "y"},
+		Timeout: time.Minute, MaxRetries: -1}
+	require.NoError(t, cfg.check())
+	c := &Client{cfg: cfg}
+
+	ctxA, cancelA := context.WithCancel(t.Context())
+	aDone := make(chan error, 1)
+	go func() {
+		_, _, err := c.connection(ctxA)
+		aDone <- err
+	}()
+	require.Eventually(t, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.dialing != nil
+	}, 10*time.Second, time.Millisecond, "A dials")
+
+	ctxB, cancelB := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancelB()
+	_, _, err = c.connection(ctxB)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.ErrorIs(t, err, ErrConnection)
+	select {
+	case err := <-aDone:
+		t.Fatalf("A ended before B gave up: %v", err)
+	default: // B gave up while A still dials
+	}
+	cancelA()
+	assert.Error(t, <-aDone)
+	c.mu.Lock()
+	assert.Nil(t, c.dialing)
+	c.mu.Unlock()
+}

@@ -59,7 +59,10 @@ const normalUserAccount = "805306368"
 // exist. An account that may not
 // sign in (disabled, expired, locked out) is ErrAccountRestricted, with the
 // reason when the server gives one. A directory that cannot be reached is
-// ErrConnection.
+// ErrConnection. When the account was found but refused (wrong password,
+// restricted), the Account returned with the error carries its DN and
+// names, without groups, so that an application can count failures by
+// account whatever spelling of the name was typed.
 func (c *Client) Authenticate(ctx context.Context, user, password string) (Account, error) {
 	const op = "authenticate"
 	refuse := func(why string) (Account, error) {
@@ -124,6 +127,10 @@ func (c *Client) Authenticate(ctx context.Context, user, password string) (Accou
 	// Check the password by binding as the account.
 	conn, url, err := c.bindAs(ctx, acct.DN, password, foundURL)
 	if err != nil {
+		if errors.Is(err, ErrInvalidCredentials) || errors.Is(err, ErrAccountRestricted) {
+			// Which account was refused, for rate limits by account.
+			return Account{DN: acct.DN, SAMAccountName: acct.SAMAccountName, UPN: acct.UPN}, err
+		}
 		return Account{}, err
 	}
 	defer conn.Close()

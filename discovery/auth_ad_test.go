@@ -56,10 +56,15 @@ func TestAuthenticateAD(t *testing.T) {
 
 	t.Run("names", func(t *testing.T) {
 		for user, want := range portalUsers {
-			for _, name := range []string{user, strings.ToUpper(user), "LAB\\" + user, user + "@" + realm} {
+			upn := user + "@" + realm
+			if user == "vmm-dave" {
+				upn = "dave.d@" + realm // a UPN that is not the account name
+			}
+			for _, name := range []string{user, strings.ToUpper(user), "LAB\\" + user, upn} {
 				a, err := c.Authenticate(ctx, name, e.UserPass)
 				require.NoError(t, err, name)
 				assert.Equal(t, user, a.SAMAccountName, name)
+				assert.Equal(t, upn, a.UPN, name)
 				assert.Equal(t, "CN="+user+",CN=Users,"+e.BaseDN, a.DN, name)
 				assert.Equal(t, want, portalGroups(a.Groups), name)
 				assert.Contains(t, a.Groups, "Domain Users", name)
@@ -117,7 +122,7 @@ func TestAuthenticateAD(t *testing.T) {
 			{"expired", "vmm-expired", e.UserPass, discovery.ErrAccountRestricted, "", 1},
 		} {
 			before := binds.Load()
-			_, err := c2.Authenticate(ctx, tc.user, tc.password)
+			a, err := c2.Authenticate(ctx, tc.user, tc.password)
 			require.Error(t, err, tc.name)
 			assert.ErrorIs(t, err, tc.kind, tc.name)
 			var oe *discovery.OpError
@@ -127,8 +132,22 @@ func TestAuthenticateAD(t *testing.T) {
 				assert.Equal(t, tc.reason, oe.Reason, tc.name)
 			}
 			assert.Equal(t, tc.binds, binds.Load()-before, "%s: binds", tc.name)
+			assert.Empty(t, a.Groups, tc.name)
 			assert.NotContains(t, err.Error(), e.UserPass, tc.name)
 		}
+	})
+
+	t.Run("a refused account is named", func(t *testing.T) {
+		a, err := c.Authenticate(ctx, "dave.d@"+realm, e.UserPass+"x")
+		require.ErrorIs(t, err, discovery.ErrInvalidCredentials)
+		assert.Equal(t, "vmm-dave", a.SAMAccountName)
+		assert.Empty(t, a.Groups)
+		a, err = c.Authenticate(ctx, "vmm-disabled", e.UserPass)
+		require.ErrorIs(t, err, discovery.ErrAccountRestricted)
+		assert.Equal(t, "vmm-disabled", a.SAMAccountName)
+		a, err = c.Authenticate(ctx, "vmm-nobody", e.UserPass)
+		require.ErrorIs(t, err, discovery.ErrInvalidCredentials)
+		assert.Empty(t, a.SAMAccountName)
 	})
 
 	t.Run("the client's connection still serves", func(t *testing.T) {

@@ -33,7 +33,8 @@
 # two self-service roles, with the same password: vmm-alice (in vmm-dev),
 # vmm-bob (in vmm-dev-leads, itself in vmm-dev), vmm-carol (in vmm-qa) and
 # vmm-dave (in none); VMM_TEST_LDAP_PORTAL_USERS lists them. vmm-alice is
-# also on the distribution list vmm-dist, which is no security group.
+# also on the distribution list vmm-dist, which is no security group;
+# vmm-dave's user principal name is dave.d@<realm>.
 #
 # With VMM_TEST_BENCH_HOSTS=N (e.g. 10000), start also seeds N computers in
 # OU=BenchHosts, a separate OU outside the tests' one (once per state dir;
@@ -265,7 +266,7 @@ emit_env() {
 # ---------------------------------------------------------------- already up?
 if samba_running && [[ -s $STATE/addr ]]; then
   ADDR=$(cat "$STATE/addr")
-  if [[ $(cat "$STATE/seeded" 2>/dev/null) == "$HOSTS" && $(cat "$STATE/portal-users" 2>/dev/null) == 2 && $(cat "$STATE/seeded-bench" 2>/dev/null || echo 0) -ge $BENCH_HOSTS ]] && ldap_up; then
+  if [[ $(cat "$STATE/seeded" 2>/dev/null) == "$HOSTS" && $(cat "$STATE/portal-users" 2>/dev/null) == 3 && $(cat "$STATE/seeded-bench" 2>/dev/null || echo 0) -ge $BENCH_HOSTS ]] && ldap_up; then
     log "samba already running from $STATE (pid $(cat "$PIDFILE")) on $ADDR"
     emit_env
     exit 0
@@ -545,7 +546,7 @@ fi
 # (vmm-alice directly, vmm-bob through the nested group vmm-dev-leads) and
 # vmm-qa (vmm-carol); vmm-dave is in no portal group. Same password as the
 # bind-test users.
-if [[ $(cat "$STATE/portal-users" 2>/dev/null) != 2 ]]; then
+if [[ $(cat "$STATE/portal-users" 2>/dev/null) != 3 ]]; then
   log "creating portal users vmm-alice, vmm-bob, vmm-carol, vmm-dave and groups vmm-dev, vmm-dev-leads, vmm-qa"
   /usr/bin/python3 - "$CONF" "$SAMBA_DIR/private/sam.ldb" "$USERPASS" > "$LOGDIR/portal-users.log" 2>&1 <<'PYEOF' || { tail -20 "$LOGDIR/portal-users.log" >&2; die "creating portal users failed"; }
 import sys
@@ -568,6 +569,9 @@ for group in ("vmm-dev", "vmm-dev-leads", "vmm-qa"):
 # group of a signed-in user.
 if not db.search(expression="(sAMAccountName=vmm-dist)"):
     db.newgroup("vmm-dist", grouptype=GTYPE_DISTRIBUTION_GLOBAL_GROUP)
+# vmm-dave's user principal name is not his account name, as is common.
+dn = db.search(expression="(sAMAccountName=vmm-dave)", attrs=["dn"])[0].dn
+db.modify_ldif("dn: %s\nchangetype: modify\nreplace: userPrincipalName\nuserPrincipalName: dave.d@%s\n" % (dn, lp.get("realm").lower()))
 for group, members in (("vmm-dev", ["vmm-alice", "vmm-dev-leads"]),
                        ("vmm-dev-leads", ["vmm-bob"]),
                        ("vmm-qa", ["vmm-carol"]),
@@ -579,7 +583,7 @@ for group, members in (("vmm-dev", ["vmm-alice", "vmm-dev-leads"]),
             raise
 print("portal users ready")
 PYEOF
-  echo 2 > "$STATE/portal-users"
+  echo 3 > "$STATE/portal-users"
 fi
 
 # ---------------------------------------------------------------- bind-test users

@@ -16,6 +16,23 @@ import (
 // does not tell whether the user exists.
 var ErrBadCredentials = errors.New("selfservice: wrong user name or password")
 
+// A BadCredentialsError is ErrBadCredentials for an account the
+// Authenticator found: User is the account's name as Identity.User would
+// have it, whatever spelling was typed. The portal counts failed sign-ins
+// under that name too, so that spellings of one account ("LAB\alice",
+// "alice.smith@example.com") share one limit.
+type BadCredentialsError struct {
+	User string
+	Err  error // the Authenticator's reason, for the log
+}
+
+func (e *BadCredentialsError) Error() string {
+	return ErrBadCredentials.Error() + ": " + e.Err.Error()
+}
+
+// Unwrap returns ErrBadCredentials and the reason.
+func (e *BadCredentialsError) Unwrap() []error { return []error{ErrBadCredentials, e.Err} }
+
 // An Identity is a signed-in user and the groups they belong to (directly
 // or nested), as role membership sees them.
 type Identity struct {
@@ -83,6 +100,13 @@ func (l *limiter) take(key string, now time.Time) bool {
 		}
 	}
 	return true
+}
+
+// blocked reports whether key has max attempts within the window.
+func (l *limiter) blocked(key string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.recent(key, now)) >= l.max
 }
 
 // give takes back the attempt of key that take counted at t.

@@ -31,6 +31,9 @@ func (d Directory) Authenticate(ctx context.Context, user, password string) (Ide
 	}
 	a, err := d.Client.Authenticate(ctx, user, password)
 	if errors.Is(err, discovery.ErrInvalidCredentials) || errors.Is(err, discovery.ErrAccountRestricted) {
+		if a.SAMAccountName != "" {
+			return Identity{}, &BadCredentialsError{User: strings.ToLower(a.SAMAccountName), Err: err}
+		}
 		return Identity{}, fmt.Errorf("%w: %w", ErrBadCredentials, err)
 	}
 	if err != nil {

@@ -110,6 +110,16 @@ func TestDirectorySignIn(t *testing.T) {
 	}
 	code, _, _ = p.tryLogin("vmm-carol", ad.password, "198.51.100.99:1")
 	assert.Equal(t, http.StatusTooManyRequests, code)
+
+	// Also when a spelling is not the account's name (vmm-dave's UPN is
+	// dave.d@realm): the directory names the account, whose limit then
+	// refuses even the right password under the account's name.
+	for i := range 5 {
+		code, _, _ := p.tryLogin("dave.d@"+ad.realm, "nope", fmt.Sprintf("203.0.113.%d:1", i))
+		assert.Equal(t, http.StatusUnauthorized, code)
+	}
+	code, _, _ = p.tryLogin("vmm-dave", ad.password, "203.0.113.99:1")
+	assert.Equal(t, http.StatusTooManyRequests, code, "vmm-dave has no role: 403 had the failures not counted")
 }
 
 // BenchmarkDirectorySignIn: 50 portal sign-ins at once against the test

@@ -252,6 +252,17 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	if err == nil || !errors.Is(err, ErrBadCredentials) {
 		forgive()
 	}
+	// The account's own name shares the failures of every spelling: a
+	// failure counts under it too, and once it is over the limit even the
+	// right password under another spelling is refused.
+	var bce *BadCredentialsError
+	switch {
+	case errors.As(err, &bce) && "user:"+bce.User != ukey:
+		h.users.take("user:"+bce.User, now)
+	case err == nil && "user:"+who.User != ukey && h.users.blocked("user:"+who.User, now):
+		h.tooMany(w, r, user)
+		return
+	}
 	if err != nil {
 		if errors.Is(err, ErrBadCredentials) {
 			h.log.Info("sign-in failed", "user", user, "addr", r.RemoteAddr, "err", err)

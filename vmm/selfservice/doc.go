@@ -38,5 +38,10 @@
 // exceed it.
 //
 // Sessions live in the Handler's memory: a restart signs users out, and
-// several portal processes need sticky sessions.
+// several portal processes need sticky sessions. A session keeps the
+// groups its user had when signing in: taking a user out of a group, or
+// disabling the account, takes effect at the next sign-in, so
+// Config.SessionTTL bounds how long it may lag. VMs belong to the account's
+// name (sAMAccountName with Directory): a renamed account leaves its VMs
+// behind, and a new account given an old name finds them.
 package selfservice

@@ -5,7 +5,6 @@ import (
 	"crypto/subtle"
 	"errors"
 	"net/netip"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -84,41 +83,62 @@ func newLimiter(max int, window time.Duration) *limiter {
 	return &limiter{max: max, window: window, fails: map[string][]time.Time{}}
 }
 
-// take counts an attempt of key at now, unless key has max within the
-// window already: then it counts nothing and returns false.
-func (l *limiter) take(key string, now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	ts := l.recent(key, now)
-	if len(ts) >= l.max {
-		return false
-	}
-	l.fails[key] = append(ts, now)
-	if len(l.fails) > 100000 { // bound memory under a spray of names
-		for k := range l.fails {
-			l.recent(k, now)
-		}
-	}
-	return true
-}
-
-// blocked reports whether key has max attempts within the window.
+// blocked reports whether key failed max times within the window.
 func (l *limiter) blocked(key string, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.recent(key, now)) >= l.max
 }
 
-// give takes back the attempt of key that take counted at t.
-func (l *limiter) give(key string, t time.Time) {
+func (l *limiter) fail(key string, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	ts := l.fails[key]
-	if i := slices.Index(ts, t); i >= 0 {
-		l.fails[key] = slices.Delete(ts, i, i+1)
-		if len(l.fails[key]) == 0 {
-			delete(l.fails, key)
+	l.fails[key] = append(l.recent(key, now), now)
+	if len(l.fails) > 100000 { // bound memory under a spray of names
+		for k := range l.fails {
+			l.recent(k, now)
 		}
+	}
+}
+
+// turns lets at most n callers at a time hold a key; the others wait for
+// a turn or for their context. It holds state only for keys in use.
+type turns struct {
+	n  int
+	mu sync.Mutex
+	m  map[string]*turn
+}
+
+type turn struct {
+	slots chan struct{}
+	refs  int
+}
+
+func (t *turns) acquire(ctx context.Context, key string) (release func(), err error) {
+	t.mu.Lock()
+	if t.m == nil {
+		t.m = map[string]*turn{}
+	}
+	e := t.m[key]
+	if e == nil {
+		e = &turn{slots: make(chan struct{}, t.n)}
+		t.m[key] = e
+	}
+	e.refs++
+	t.mu.Unlock()
+	drop := func() {
+		t.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(t.m, key)
+		}
+		t.mu.Unlock()
+	}
+	select {
+	case e.slots <- struct{}{}:
+		return func() { <-e.slots; drop() }, nil
+	case <-ctx.Done():
+		drop()
+		return nil, ctx.Err()
 	}
 }
 

@@ -66,6 +66,9 @@ type Handler struct {
 	now   func() time.Time
 	users *limiter
 	addrs *limiter
+	// userTurns: one sign-in per user name at a time; addrTurns: a few
+	// per address.
+	userTurns, addrTurns turns
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -78,6 +81,10 @@ type session struct {
 }
 
 const cookieName = "vmm_session"
+
+// signInsPerAddress is how many sign-ins of one address are checked at
+// once; more wait their turn.
+const signInsPerAddress = 8
 
 // New checks cfg and returns the portal.
 func New(cfg Config) (*Handler, error) {
@@ -100,7 +107,8 @@ func New(cfg Config) (*Handler, error) {
 		cfg.Now = time.Now
 	}
 	h := &Handler{cfg: cfg, log: cfg.Logger, now: cfg.Now, sessions: map[string]*session{},
-		users: newLimiter(cfg.LoginLimit, cfg.LoginWindow), addrs: newLimiter(4*cfg.LoginLimit, cfg.LoginWindow)}
+		users: newLimiter(cfg.LoginLimit, cfg.LoginWindow), addrs: newLimiter(4*cfg.LoginLimit, cfg.LoginWindow),
+		userTurns: turns{n: 1}, addrTurns: turns{n: signInsPerAddress}}
 	names := map[string]bool{}
 	for i := range cfg.Roles {
 		r := cfg.Roles[i] // a copy: the caller's slice is not changed
@@ -226,31 +234,35 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	user, pass := r.PostFormValue("user"), r.PostFormValue("password")
-	now := h.now()
 	ukey, akey := "user:"+userKey(user), addrKey(r.RemoteAddr)
-	// Every attempt counts as a failure until it succeeds, so that
-	// attempts sent at once cannot all pass the check while the first is
-	// still being checked.
-	if !h.users.take(ukey, now) {
+	// Sign-ins of one user name take turns, and one address has a few
+	// at a time, so that guesses sent at once cannot all pass the limit
+	// while the first are still being checked.
+	releaseAddr, err := h.addrTurns.acquire(r.Context(), akey)
+	if err != nil {
+		return // the client went away
+	}
+	defer releaseAddr()
+	releaseUser, err := h.userTurns.acquire(r.Context(), ukey)
+	if err != nil {
+		return
+	}
+	defer releaseUser()
+	now := h.now()
+	if h.users.blocked(ukey, now) || h.addrs.blocked(akey, now) {
 		h.tooMany(w, r, user)
 		return
 	}
-	if !h.addrs.take(akey, now) {
-		h.users.give(ukey, now)
-		h.tooMany(w, r, user)
-		return
-	}
-	forgive := func() { h.users.give(ukey, now); h.addrs.give(akey, now) }
 	if user == "" || pass == "" || len(user) > 256 || len(pass) > 1024 {
-		forgive()
 		h.render(w, http.StatusUnauthorized, "login.html", nil, map[string]any{"Error": "Wrong user name or password.", "User": user})
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
 	who, err := h.cfg.Auth.Authenticate(ctx, user, pass)
-	if err == nil || !errors.Is(err, ErrBadCredentials) {
-		forgive()
+	if errors.Is(err, ErrBadCredentials) {
+		h.users.fail(ukey, now)
+		h.addrs.fail(akey, now)
 	}
 	// The account's own name shares the failures of every spelling: a
 	// failure counts under it too, and once it is over the limit even the
@@ -258,7 +270,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	var bce *BadCredentialsError
 	switch {
 	case errors.As(err, &bce) && "user:"+bce.User != ukey:
-		h.users.take("user:"+bce.User, now)
+		h.users.fail("user:"+bce.User, now)
 	case err == nil && "user:"+who.User != ukey && h.users.blocked("user:"+who.User, now):
 		h.tooMany(w, r, user)
 		return

@@ -34,7 +34,8 @@
 # vmm-bob (in vmm-dev-leads, itself in vmm-dev), vmm-carol (in vmm-qa) and
 # vmm-dave (in none); VMM_TEST_LDAP_PORTAL_USERS lists them. vmm-alice is
 # also on the distribution list vmm-dist, which is no security group;
-# vmm-dave's user principal name is dave.d@<realm>.
+# vmm-dave's user principal name is dave.d@<realm>. vmm-load-01 to -50,
+# also in vmm-dev, sign in at once in the portal's sign-in benchmark.
 #
 # With VMM_TEST_BENCH_HOSTS=N (e.g. 10000), start also seeds N computers in
 # OU=BenchHosts, a separate OU outside the tests' one (once per state dir;
@@ -266,7 +267,7 @@ emit_env() {
 # ---------------------------------------------------------------- already up?
 if samba_running && [[ -s $STATE/addr ]]; then
   ADDR=$(cat "$STATE/addr")
-  if [[ $(cat "$STATE/seeded" 2>/dev/null) == "$HOSTS" && $(cat "$STATE/portal-users" 2>/dev/null) == 3 && $(cat "$STATE/seeded-bench" 2>/dev/null || echo 0) -ge $BENCH_HOSTS ]] && ldap_up; then
+  if [[ $(cat "$STATE/seeded" 2>/dev/null) == "$HOSTS" && $(cat "$STATE/portal-users" 2>/dev/null) == 5 && $(cat "$STATE/seeded-bench" 2>/dev/null || echo 0) -ge $BENCH_HOSTS ]] && ldap_up; then
     log "samba already running from $STATE (pid $(cat "$PIDFILE")) on $ADDR"
     emit_env
     exit 0
@@ -546,7 +547,7 @@ fi
 # (vmm-alice directly, vmm-bob through the nested group vmm-dev-leads) and
 # vmm-qa (vmm-carol); vmm-dave is in no portal group. Same password as the
 # bind-test users.
-if [[ $(cat "$STATE/portal-users" 2>/dev/null) != 3 ]]; then
+if [[ $(cat "$STATE/portal-users" 2>/dev/null) != 5 ]]; then
   log "creating portal users vmm-alice, vmm-bob, vmm-carol, vmm-dave and groups vmm-dev, vmm-dev-leads, vmm-qa"
   /usr/bin/python3 - "$CONF" "$SAMBA_DIR/private/sam.ldb" "$USERPASS" > "$LOGDIR/portal-users.log" 2>&1 <<'PYEOF' || { tail -20 "$LOGDIR/portal-users.log" >&2; die "creating portal users failed"; }
 import sys
@@ -572,18 +573,25 @@ if not db.search(expression="(sAMAccountName=vmm-dist)"):
 # vmm-dave's user principal name is not his account name, as is common.
 dn = db.search(expression="(sAMAccountName=vmm-dave)", attrs=["dn"])[0].dn
 db.modify_ldif("dn: %s\nchangetype: modify\nreplace: userPrincipalName\nuserPrincipalName: dave.d@%s\n" % (dn, lp.get("realm").lower()))
-for group, members in (("vmm-dev", ["vmm-alice", "vmm-dev-leads"]),
+# 50 more members of vmm-dev for the sign-in benchmark.
+load = ["vmm-load-%02d" % i for i in range(1, 51)]
+for name in load:
+    if not db.search(expression="(sAMAccountName=%s)" % name):
+        db.newuser(name, password, useusernameascn=True)
+        db.setexpiry("(sAMAccountName=%s)" % name, 0, no_expiry_req=True)
+for group, members in (("vmm-dev", ["vmm-alice", "vmm-dev-leads"] + load),
                        ("vmm-dev-leads", ["vmm-bob"]),
                        ("vmm-qa", ["vmm-carol"]),
                        ("vmm-dist", ["vmm-alice"])):
-    try:
-        db.add_remove_group_members(group, members, add_members_operation=True)
-    except Exception as e:  # already members on a re-run
-        if "already" not in str(e).lower():
-            raise
+    for member in members:  # one at a time: one already there fails the call
+        try:
+            db.add_remove_group_members(group, [member], add_members_operation=True)
+        except Exception as e:  # already a member on a re-run
+            if "already" not in str(e).lower():
+                raise
 print("portal users ready")
 PYEOF
-  echo 3 > "$STATE/portal-users"
+  echo 5 > "$STATE/portal-users"
 fi
 
 # ---------------------------------------------------------------- bind-test users

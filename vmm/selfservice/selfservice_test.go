@@ -113,13 +113,7 @@ func newPortalWith(t testing.TB, cfg vmm.Config, o portalOptions, extraUsers ...
 		},
 	})
 	require.NoError(t, err)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		t0 := time.Now()
-		h.ServeHTTP(w, r)
-		if d := time.Since(t0); d > 50*time.Millisecond {
-			fmt.Println("SLOW server", r.Method, r.URL.Path, d)
-		}
-	}))
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &portal{srv: srv, m: m, group: g.ID}
 }
@@ -425,9 +419,6 @@ func BenchmarkPortal(b *testing.B) {
 				t0 = time.Now()
 				code2, _, _ := c.create("dev", fmt.Sprintf("u%02d-r%d", i, n))
 				d2 := time.Since(t0)
-				if d2 > 50*time.Millisecond {
-					fmt.Println("SLOW client create", d2)
-				}
 				if code != http.StatusOK || code2 != http.StatusSeeOther {
 					b.Errorf("user %d: list %d, create %d", i, code, code2)
 				}

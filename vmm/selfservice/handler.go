@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -44,6 +45,12 @@ type Config struct {
 	// Secure marks the session cookie Secure even when the request did
 	// not come over TLS (behind a TLS-terminating proxy).
 	Secure bool
+	// TrustedProxies are the reverse proxies in front of the portal. A
+	// request from one of them is taken to come from the last address of
+	// its X-Forwarded-For that is not a trusted proxy, for the sign-in
+	// limits per address and the log; otherwise every user behind the
+	// proxy would share its limit. Empty: RemoteAddr, always.
+	TrustedProxies []netip.Prefix
 	// LoginLimit is the failed sign-ins allowed per user name and per
 	// address in LoginWindow before more are refused; 0 means 5 a minute.
 	LoginLimit  int
@@ -234,7 +241,8 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	user, pass := r.PostFormValue("user"), r.PostFormValue("password")
-	ukey, akey := "user:"+userKey(user), addrKey(r.RemoteAddr)
+	addr := h.clientAddr(r)
+	ukey, akey := "user:"+userKey(user), addrKey(addr)
 	// Sign-ins of one user name take turns, and one address has a few
 	// at a time, so that guesses sent at once cannot all pass the limit
 	// while the first are still being checked.
@@ -277,7 +285,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		if errors.Is(err, ErrBadCredentials) {
-			h.log.Info("sign-in failed", "user", user, "addr", r.RemoteAddr, "err", err)
+			h.log.Info("sign-in failed", "user", user, "addr", addr, "err", err)
 			h.render(w, http.StatusUnauthorized, "login.html", nil, map[string]any{"Error": "Wrong user name or password.", "User": user})
 			return
 		}
@@ -301,12 +309,55 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	h.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: s.id, Path: "/", HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: h.cfg.Secure || r.TLS != nil, Expires: s.expires})
-	h.log.Info("signed in", "user", who.User, "addr", r.RemoteAddr)
+	h.log.Info("signed in", "user", who.User, "addr", addr)
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
+// clientAddr is the address a request came from: its RemoteAddr, or, when
+// that is one of Config.TrustedProxies, the last address in its
+// X-Forwarded-For that is not a trusted proxy (the ones before it could be
+// anything the client wrote).
+func (h *Handler) clientAddr(r *http.Request) string {
+	addr := r.RemoteAddr
+	if len(h.cfg.TrustedProxies) == 0 || !h.trusted(addr) {
+		return addr
+	}
+	var hops []string
+	for _, v := range r.Header.Values("X-Forwarded-For") {
+		for _, f := range strings.Split(v, ",") {
+			hops = append(hops, strings.TrimSpace(f))
+		}
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(hops[i])
+		if err != nil {
+			return addr // a hop that is no address: keep the proxy's
+		}
+		ap := netip.AddrPortFrom(a.Unmap(), 0).String()
+		if !h.trusted(ap) {
+			return ap
+		}
+		addr = ap
+	}
+	return addr
+}
+
+// trusted reports whether addr ("ip:port") is in Config.TrustedProxies.
+func (h *Handler) trusted(addr string) bool {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return false
+	}
+	for _, p := range h.cfg.TrustedProxies {
+		if p.Contains(ap.Addr().Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
 func (h *Handler) tooMany(w http.ResponseWriter, r *http.Request, user string) {
-	h.log.Warn("sign-in refused: too many failures", "user", user, "addr", r.RemoteAddr)
+	h.log.Warn("sign-in refused: too many failures", "user", user, "addr", h.clientAddr(r))
 	h.render(w, http.StatusTooManyRequests, "login.html", nil, map[string]any{"Error": "Too many failed sign-ins. Wait a minute and try again."})
 }
 

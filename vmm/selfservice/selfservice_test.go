@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"regexp"
@@ -53,6 +54,8 @@ type portalOptions struct {
 	DevGroup, QAGroup string
 	// DevActions replace the actions of the role "dev".
 	DevActions []string
+	// TrustedProxies of the portal.
+	TrustedProxies []netip.Prefix
 }
 
 func newPortalWith(t testing.TB, cfg vmm.Config, o portalOptions, extraUsers ...string) *portal {
@@ -104,7 +107,7 @@ func newPortalWith(t testing.TB, cfg vmm.Config, o portalOptions, extraUsers ...
 		o.DevActions = []string{"create", "start", "stop", "remove"}
 	}
 	h, err := selfservice.New(selfservice.Config{
-		Manager: m, Dev: o.Auth == nil, AdminUsers: []string{"dora"}, Auth: auth,
+		Manager: m, Dev: o.Auth == nil, AdminUsers: []string{"dora"}, Auth: auth, TrustedProxies: o.TrustedProxies,
 		Roles: []selfservice.Role{
 			{Name: "dev", Groups: []string{o.DevGroup}, Templates: []string{"web-small"}, Points: map[string]int{"web-small": 2},
 				Quota: 4, HostGroup: g.ID, Actions: o.DevActions},
@@ -293,10 +296,14 @@ func TestPortal(t *testing.T) {
 	assert.Equal(t, http.StatusSeeOther, code, "back to the sign-in page")
 }
 
-// tryLogin posts a sign-in from addr straight to the handler.
-func (p *portal) tryLogin(user, pass, addr string) (int, string, *http.Response) {
+// tryLogin posts a sign-in from addr straight to the handler, with the
+// X-Forwarded-For headers xff.
+func (p *portal) tryLogin(user, pass, addr string, xff ...string) (int, string, *http.Response) {
 	req := httptest.NewRequest("POST", "/login", strings.NewReader(url.Values{"user": {user}, "password": {pass}}.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for _, v := range xff {
+		req.Header.Add("X-Forwarded-For", v)
+	}
 	req.RemoteAddr = addr
 	w := httptest.NewRecorder()
 	p.srv.Config.Handler.ServeHTTP(w, req)
@@ -492,4 +499,40 @@ func TestSignInBurst(t *testing.T) {
 	for i, code := range codes {
 		assert.Equal(t, http.StatusSeeOther, code, "sign-in %d", i)
 	}
+}
+
+// Behind a trusted reverse proxy, the limits per address are the clients',
+// not the proxy's; X-Forwarded-For is believed only from a trusted proxy,
+// and only its last untrusted address.
+func TestTrustedProxies(t *testing.T) {
+	p := newPortalWith(t, vmm.Config{}, portalOptions{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
+	const proxy = "10.0.0.5:4000"
+	// One client behind the proxy sprays names until its address is
+	// stopped; a client prepending a made-up address is still itself.
+	for i := range 20 {
+		p.tryLogin(fmt.Sprintf("user%d", i), "nope", proxy, fmt.Sprintf("192.0.2.%d, 198.51.100.1", i))
+	}
+	code, _, _ := p.tryLogin("carol", "carol-pw", proxy, "198.51.100.1")
+	assert.Equal(t, http.StatusTooManyRequests, code, "the spraying client")
+	code, _, _ = p.tryLogin("carol", "carol-pw", proxy, "198.51.100.2")
+	assert.Equal(t, http.StatusSeeOther, code, "another client behind the same proxy")
+	// Two proxies in a row, both trusted: the client is the address
+	// before them.
+	code, _, _ = p.tryLogin("alice", "alice-pw", proxy, "198.51.100.1, 10.1.1.1")
+	assert.Equal(t, http.StatusTooManyRequests, code, "the spraying client through two proxies")
+
+	// A client that is not a trusted proxy cannot choose its address.
+	for i := range 20 {
+		p.tryLogin(fmt.Sprintf("user%d", i), "nope", "203.0.113.5:1", fmt.Sprintf("192.0.2.%d", i))
+	}
+	code, _, _ = p.tryLogin("carol", "carol-pw", "203.0.113.5:1", "192.0.2.200")
+	assert.Equal(t, http.StatusTooManyRequests, code)
+
+	// Without TrustedProxies, X-Forwarded-For means nothing.
+	q := newPortal(t, vmm.Config{})
+	for i := range 20 {
+		q.tryLogin(fmt.Sprintf("user%d", i), "nope", proxy, fmt.Sprintf("198.51.100.%d", i))
+	}
+	code, _, _ = q.tryLogin("carol", "carol-pw", proxy, "198.51.100.200")
+	assert.Equal(t, http.StatusTooManyRequests, code)
 }

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -138,25 +137,14 @@ func BenchmarkDirectorySignIn(b *testing.B) {
 		b.StopTimer()
 		p := newPortalWith(b, vmm.Config{}, portalOptions{Auth: ad.dir, DevGroup: "vmm-dev", QAGroup: "vmm-qa"})
 		b.StartTimer()
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		for i := range users {
-			wg.Go(func() {
-				t0 := time.Now()
-				c := p.signIn(b, names[i%len(names)], ad.password)
-				d1 := time.Since(t0)
-				t0 = time.Now()
-				code, _ := c.get("/")
-				d2 := time.Since(t0)
-				if code != http.StatusOK {
-					b.Errorf("list: %d", code)
-				}
-				mu.Lock()
-				signIns, lists = append(signIns, d1), append(lists, d2)
-				mu.Unlock()
-			})
-		}
-		wg.Wait()
+		atOnce(users, &signIns, &lists, func(i int, first, second func()) {
+			first()
+			c := p.signIn(b, names[i], ad.password)
+			second()
+			if code, _ := c.get("/"); code != http.StatusOK {
+				b.Errorf("list: %d", code)
+			}
+		})
 		b.StopTimer()
 		p.m.Close()
 		b.StartTimer()

@@ -7,6 +7,17 @@
 // "developers": template web-small for 2 points, quota 6 points) or carol
 // (role "qa", shared, at most 3 VMs). Everything lives in a temporary
 // directory removed on exit (Ctrl-C).
+//
+// With -ldap, users sign in with their Active Directory accounts instead,
+// and the roles are those of two AD groups:
+//
+//	VMM_LDAP_PASSWORD=... go run ./examples/selfservice \
+//	    -ldap ldaps://dc1.example.com -ldap-ca ca.pem -ldap-bind svc-vmm@example.com \
+//	    -developers "VM Developers" -qa "VM Testers"
+//
+// The service account (-ldap-bind, its password in $VMM_LDAP_PASSWORD, not
+// on the command line) looks accounts up; each user's password is checked
+// by a bind as the user.
 package main
 
 import (
@@ -21,6 +32,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/vmmkit/vmmkit/discovery"
 	"github.com/vmmkit/vmmkit/hostapi/sim"
 	"github.com/vmmkit/vmmkit/internal/demolib"
 	"github.com/vmmkit/vmmkit/library"
@@ -29,9 +41,28 @@ import (
 	"github.com/vmmkit/vmmkit/vmm/store"
 )
 
+// options are what the command line chooses.
+type options struct {
+	// ldap, when it has URLs, signs users in against Active Directory.
+	ldap discovery.Config
+	// developers and qa are the groups of the two roles.
+	developers, qa string
+}
+
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
+	ldapURL := flag.String("ldap", "", "Active Directory server (ldaps://host or ldap://host, StartTLS); empty: development users")
+	ca := flag.String("ldap-ca", "", "PEM file of the CA that signed the directory's certificate (default: the system's)")
+	serverName := flag.String("ldap-server-name", "", "name in the directory's certificate, when it is not the URL's host")
+	bind := flag.String("ldap-bind", "", "the service account that looks users up (DN or user@domain); password in $VMM_LDAP_PASSWORD")
+	var o options
+	flag.StringVar(&o.developers, "developers", "developers", "group of the role \"developers\"")
+	flag.StringVar(&o.qa, "qa", "qa", "group of the role \"qa\"")
 	flag.Parse()
+	if *ldapURL != "" {
+		o.ldap = discovery.Config{URLs: []string{*ldapURL}, CAFile: *ca, ServerName: *serverName,
+			Bind: discovery.SimpleBind{Name: *bind, Password: os.Getenv("VMM_LDAP_PASSWORD")}}
+	}
 	log.SetFlags(0)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -40,13 +71,31 @@ func main() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	if err := run(ctx, dir, *addr, nil); err != nil {
+	if err := run(ctx, dir, *addr, o, nil); err != nil {
 		log.Fatal(err)
 	}
 }
 
 // run serves the portal until ctx ends; ready, when set, gets the address.
-func run(ctx context.Context, dir, addr string, ready chan<- string) error {
+func run(ctx context.Context, dir, addr string, o options, ready chan<- string) error {
+	cfg := selfservice.Config{
+		Dev: true, AdminUsers: []string{"alice"},
+		Auth: selfservice.DevUsers{
+			"alice": {Password: "alice-pw", Groups: []string{o.developers}},
+			"bob":   {Password: "bob-pw", Groups: []string{o.developers}},
+			"carol": {Password: "carol-pw", Groups: []string{o.qa}},
+		},
+	}
+	who := "development users alice, bob, carol; password NAME-pw"
+	if len(o.ldap.URLs) > 0 {
+		ad, err := discovery.Dial(ctx, o.ldap)
+		if err != nil {
+			return err
+		}
+		defer ad.Close()
+		cfg.Dev, cfg.AdminUsers, cfg.Auth = false, nil, selfservice.Directory{Client: ad}
+		who = fmt.Sprintf("Active Directory accounts in %q or %q", o.developers, o.qa)
+	}
 	fleet, err := sim.New(sim.Config{Count: 6, TimeScale: 0.3})
 	if err != nil {
 		return err
@@ -79,28 +128,22 @@ func run(ctx context.Context, dir, addr string, ready chan<- string) error {
 			return err
 		}
 	}
-	h, err := selfservice.New(selfservice.Config{
-		Manager: mgr, Dev: true, AdminUsers: []string{"alice"},
-		Auth: selfservice.DevUsers{
-			"alice": {Password: "alice-pw", Groups: []string{"developers"}},
-			"bob":   {Password: "bob-pw", Groups: []string{"developers"}},
-			"carol": {Password: "carol-pw", Groups: []string{"qa"}},
-		},
-		Roles: []selfservice.Role{
-			{Name: "developers", Groups: []string{"developers"}, Templates: []string{"web-small"},
-				Points: map[string]int{"web-small": 2}, Quota: 6, HostGroup: g.ID,
-				Actions: []string{"create", "start", "stop", "shutdown", "pause", "reboot", "remove", "checkpoint", "console"}},
-			{Name: "qa", Groups: []string{"qa"}, Templates: []string{"web-small"}, MaxVMs: 3, Shared: true,
-				HostGroup: g.ID, Actions: []string{"create", "start", "stop", "remove"}},
-		},
-	})
+	cfg.Manager = mgr
+	cfg.Roles = []selfservice.Role{
+		{Name: "developers", Groups: []string{o.developers}, Templates: []string{"web-small"},
+			Points: map[string]int{"web-small": 2}, Quota: 6, HostGroup: g.ID,
+			Actions: []string{"create", "start", "stop", "shutdown", "pause", "reboot", "remove", "checkpoint", "console"}},
+		{Name: "qa", Groups: []string{o.qa}, Templates: []string{"web-small"}, MaxVMs: 3, Shared: true,
+			HostGroup: g.ID, Actions: []string{"create", "start", "stop", "remove"}},
+	}
+	h, err := selfservice.New(cfg)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
-	fmt.Printf("self-service portal on http://%s (development users alice, bob, carol; password NAME-pw)\n", addr)
+	fmt.Printf("self-service portal on http://%s (%s)\n", addr, who)
 	if ready != nil {
 		ready <- addr
 	}

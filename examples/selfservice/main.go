@@ -17,7 +17,9 @@
 //
 // The service account (-ldap-bind, its password in $VMM_LDAP_PASSWORD, not
 // on the command line) looks accounts up; each user's password is checked
-// by a bind as the user.
+// by a bind as the user. Since users then type their domain passwords, the
+// portal listens on loopback only (for a TLS proxy in front) unless it has
+// -tls-cert and -tls-key.
 package main
 
 import (
@@ -26,7 +28,9 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -47,6 +51,21 @@ type options struct {
 	ldap discovery.Config
 	// developers and qa are the groups of the two roles.
 	developers, qa string
+	// tlsCert and tlsKey, when set, serve HTTPS.
+	tlsCert, tlsKey string
+}
+
+// loopback reports whether addr ("host:port") listens on loopback only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 func main() {
@@ -56,14 +75,24 @@ func main() {
 	serverName := flag.String("ldap-server-name", "", "name in the directory's certificate, when it is not the URL's host")
 	bind := flag.String("ldap-bind", "", "the service account that looks users up (DN or user@domain); password in $VMM_LDAP_PASSWORD")
 	var o options
-	flag.StringVar(&o.developers, "developers", "developers", "group of the role \"developers\"")
-	flag.StringVar(&o.qa, "qa", "qa", "group of the role \"qa\"")
+	flag.StringVar(&o.developers, "developers", "", "AD group of the role \"developers\" (with -ldap; required)")
+	flag.StringVar(&o.qa, "qa", "", "AD group of the role \"qa\" (with -ldap; required)")
+	flag.StringVar(&o.tlsCert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
+	flag.StringVar(&o.tlsKey, "tls-key", "", "and this key (PEM)")
 	flag.Parse()
+	log.SetFlags(0)
 	if *ldapURL != "" {
+		if o.developers == "" || o.qa == "" {
+			log.Fatal("with -ldap, name the AD groups of the two roles: -developers GROUP -qa GROUP")
+		}
+		if o.tlsCert == "" && !loopback(*addr) {
+			log.Fatal("with -ldap, users type their domain passwords: serve on loopback (behind a TLS proxy), or give -tls-cert and -tls-key")
+		}
 		o.ldap = discovery.Config{URLs: []string{*ldapURL}, CAFile: *ca, ServerName: *serverName,
 			Bind: discovery.SimpleBind{Name: *bind, Password: os.Getenv("VMM_LDAP_PASSWORD")}}
+	} else {
+		o.developers, o.qa = "developers", "qa"
 	}
-	log.SetFlags(0)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	dir, err := os.MkdirTemp("", "vmmkit-selfservice-")
@@ -142,8 +171,14 @@ func run(ctx context.Context, dir, addr string, o options, ready chan<- string) 
 	}
 	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	fmt.Printf("self-service portal on http://%s (%s)\n", addr, who)
+	scheme := "http"
+	if o.tlsCert != "" {
+		scheme = "https"
+		go func() { errc <- srv.ListenAndServeTLS(o.tlsCert, o.tlsKey) }()
+	} else {
+		go func() { errc <- srv.ListenAndServe() }()
+	}
+	fmt.Printf("self-service portal on %s://%s (%s)\n", scheme, addr, who)
 	if ready != nil {
 		ready <- addr
 	}

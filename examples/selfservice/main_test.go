@@ -2,12 +2,21 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -85,4 +94,49 @@ func TestServesWithAD(t *testing.T) {
 	assert.NotContains(t, body, "development mode")
 	code, _ = signIn(t, addr, "alice", "alice-pw")
 	assert.Equal(t, http.StatusUnauthorized, code, "no development users with -ldap")
+}
+
+// With -tls-cert and -tls-key it serves HTTPS.
+func TestServesTLS(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	kder, err := x509.MarshalECPrivateKey(key)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600))
+	addr := serve(t, options{developers: "developers", qa: "qa", tlsCert: certFile, tlsKey: keyFile})
+	cert, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	var resp *http.Response
+	require.Eventually(t, func() bool {
+		resp, err = c.Get("https://" + addr + "/login")
+		return err == nil
+	}, 10*time.Second, 50*time.Millisecond)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, http.StatusSeeOther, redirectStatus(t, c, addr))
+}
+
+// redirectStatus signs alice in over c without following the redirect and
+// checks that the session cookie is Secure.
+func redirectStatus(t *testing.T, c *http.Client, addr string) int {
+	t.Helper()
+	nc := *c
+	nc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := nc.PostForm("https://"+addr+"/login", url.Values{"user": {"alice"}, "password": {"alice-pw"}})
+	require.NoError(t, err)
+	resp.Body.Close()
+	ck := resp.Cookies()
+	require.Len(t, ck, 1)
+	assert.True(t, ck[0].Secure, "the session cookie over TLS")
+	return resp.StatusCode
 }

@@ -49,7 +49,9 @@ type Config struct {
 	// request from one of them is taken to come from the last address of
 	// its X-Forwarded-For that is not a trusted proxy, for the sign-in
 	// limits per address and the log; otherwise every user behind the
-	// proxy would share its limit. Empty: RemoteAddr, always.
+	// proxy would share its limit. Empty: RemoteAddr, always. The
+	// prefixes must hold the proxies only, never a network of clients: a
+	// client in one could name any address it likes.
 	TrustedProxies []netip.Prefix
 	// LoginLimit is the failed sign-ins allowed per user name and per
 	// address in LoginWindow before more are refused; 0 means 5 a minute.
@@ -272,16 +274,25 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		h.users.fail(ukey, now)
 		h.addrs.fail(akey, now)
 	}
-	// The account's own name shares the failures of every spelling: a
-	// failure counts under it too, and once it is over the limit even the
-	// right password under another spelling is refused.
+	// The account's own name shares the failures of every spelling: once
+	// it is over the limit, any spelling is refused whether the password
+	// was right or wrong (the answer must not tell which), and a failure
+	// counts under it too.
 	var bce *BadCredentialsError
-	switch {
-	case errors.As(err, &bce) && "user:"+bce.User != ukey:
-		h.users.fail("user:"+bce.User, now)
-	case err == nil && "user:"+who.User != ukey && h.users.blocked("user:"+who.User, now):
-		h.tooMany(w, r, user)
-		return
+	canon := ""
+	if errors.As(err, &bce) {
+		canon = "user:" + bce.User
+	} else if err == nil {
+		canon = "user:" + who.User
+	}
+	if canon != "" && canon != ukey {
+		if h.users.blocked(canon, now) {
+			h.tooMany(w, r, user)
+			return
+		}
+		if bce != nil {
+			h.users.fail(canon, now)
+		}
 	}
 	if err != nil {
 		if errors.Is(err, ErrBadCredentials) {
@@ -331,7 +342,13 @@ func (h *Handler) clientAddr(r *http.Request) string {
 	for i := len(hops) - 1; i >= 0; i-- {
 		a, err := netip.ParseAddr(hops[i])
 		if err != nil {
-			return addr // a hop that is no address: keep the proxy's
+			// Some proxies write the port too: "192.0.2.1:4321", "[::1]:443".
+			ap, perr := netip.ParseAddrPort(hops[i])
+			if perr != nil {
+				h.log.Warn("X-Forwarded-For from a trusted proxy holds no address; the proxy's is used", "hop", hops[i], "proxy", r.RemoteAddr)
+				return addr
+			}
+			a = ap.Addr()
 		}
 		ap := netip.AddrPortFrom(a.Unmap(), 0).String()
 		if !h.trusted(ap) {

@@ -2,6 +2,7 @@ package selfservice_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -538,11 +539,57 @@ func TestTrustedProxies(t *testing.T) {
 	code, _, _ = p.tryLogin("carol", "carol-pw", "203.0.113.5:1", "192.0.2.200")
 	assert.Equal(t, http.StatusTooManyRequests, code)
 
+	// Proxies that write the port too.
+	for i := range 20 {
+		p.tryLogin(fmt.Sprintf("user%d", i), "nope", proxy, "[2001:db8::7]:443")
+	}
+	code, _, _ = p.tryLogin("carol", "carol-pw", proxy, "[2001:db8::7]:8443")
+	assert.Equal(t, http.StatusTooManyRequests, code, "the client, whatever its port")
+	code, _, _ = p.tryLogin("carol", "carol-pw", proxy, "198.51.100.3:1234")
+	assert.Equal(t, http.StatusSeeOther, code, "another client, with a port")
+
 	// Without TrustedProxies, X-Forwarded-For means nothing.
 	q := newPortal(t, vmm.Config{})
 	for i := range 20 {
 		q.tryLogin(fmt.Sprintf("user%d", i), "nope", proxy, fmt.Sprintf("198.51.100.%d", i))
 	}
 	code, _, _ = q.tryLogin("carol", "carol-pw", proxy, "198.51.100.200")
+	assert.Equal(t, http.StatusTooManyRequests, code)
+}
+
+// spellings is an Authenticator of one account, "alice", which knows her
+// by two spellings, as a directory does (her account name and her UPN).
+type spellings struct{}
+
+func (spellings) Authenticate(_ context.Context, user, password string) (selfservice.Identity, error) {
+	if user != "alice" && user != "alice.smith@lab" {
+		return selfservice.Identity{}, selfservice.ErrBadCredentials
+	}
+	if password != "alice-pw" {
+		return selfservice.Identity{}, &selfservice.BadCredentialsError{User: "alice", Err: errors.New("wrong password")}
+	}
+	return selfservice.Identity{User: "alice", Groups: []string{"devs"}}, nil
+}
+
+// Once an account is over the limit, another spelling of it gets the same
+// answer for a right and a wrong password.
+func TestSignInSpellings(t *testing.T) {
+	p := newPortalWith(t, vmm.Config{}, portalOptions{Auth: spellings{}})
+	for i := range 5 {
+		code, _, _ := p.tryLogin("alice", "nope", fmt.Sprintf("198.51.100.%d:1", i))
+		require.Equal(t, http.StatusUnauthorized, code)
+	}
+	wrong, _, _ := p.tryLogin("alice.smith@lab", "nope", "198.51.100.20:1")
+	right, _, _ := p.tryLogin("alice.smith@lab", "alice-pw", "198.51.100.21:1")
+	assert.Equal(t, http.StatusTooManyRequests, wrong)
+	assert.Equal(t, http.StatusTooManyRequests, right)
+
+	// And failures under the other spelling count for the account.
+	q := newPortalWith(t, vmm.Config{}, portalOptions{Auth: spellings{}})
+	for i := range 5 {
+		code, _, _ := q.tryLogin("alice.smith@lab", "nope", fmt.Sprintf("198.51.100.%d:1", i))
+		require.Equal(t, http.StatusUnauthorized, code)
+	}
+	code, _, _ := q.tryLogin("alice", "alice-pw", "198.51.100.30:1")
 	assert.Equal(t, http.StatusTooManyRequests, code)
 }

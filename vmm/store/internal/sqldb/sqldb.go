@@ -56,11 +56,12 @@ type DB struct {
 	d       Dialect
 	closeFn func() error
 
-	writes chan write    // to the writer, with Dialect.SerialWrites
-	stop   chan struct{} // closed by Close: the writer ends
-	mu     sync.Mutex
-	closed bool
-	leads  map[[2]string]bool // {name, owner} led through this handle
+	writes  chan write    // to the writer, with Dialect.SerialWrites
+	stop    chan struct{} // closed by Close: the writer ends
+	stopped chan struct{} // closed by the writer when it ends
+	mu      sync.Mutex
+	closed  bool
+	leads   map[[2]string]bool // {name, owner} led through this handle
 }
 
 var _ store.Store = (*DB)(nil)
@@ -68,7 +69,8 @@ var _ store.Store = (*DB)(nil)
 // New migrates db to the current schema and returns a Store over it.
 // closeFn, if not nil, runs after db.Close in Close.
 func New(ctx context.Context, db *sql.DB, d Dialect, closeFn func() error) (*DB, error) {
-	s := &DB{db: db, d: d, closeFn: closeFn, leads: map[[2]string]bool{}, stop: make(chan struct{})}
+	s := &DB{db: db, d: d, closeFn: closeFn, leads: map[[2]string]bool{},
+		stop: make(chan struct{}), stopped: make(chan struct{})}
 	if err := s.migrate(ctx); err != nil {
 		return nil, err
 	}
@@ -87,15 +89,32 @@ type write struct {
 
 // writer runs the handle's write transactions, one at a time, until Close.
 func (s *DB) writer() {
+	defer close(s.stopped)
 	for {
 		select {
 		case w := <-s.writes:
-			w.done <- w.run()
+			w.done <- w.safeRun()
 		case <-s.stop:
 			return
 		}
 	}
 }
+
+// safeRun runs w, turning a panic into a writePanic for the caller to
+// panic with again, in its own goroutine, as it would have without the
+// writer.
+func (w write) safeRun() (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = writePanic{p}
+		}
+	}()
+	return w.run()
+}
+
+type writePanic struct{ value any }
+
+func (p writePanic) Error() string { return fmt.Sprint("panic in a write transaction: ", p.value) }
 
 func (s *DB) now() time.Time {
 	if s.d.Now != nil {
@@ -193,6 +212,9 @@ func (s *DB) Close() error {
 	s.leads = nil
 	s.mu.Unlock()
 	close(s.stop)
+	if s.writes != nil {
+		<-s.stopped // the write in progress has ended; no other will start
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for k := range leads {
@@ -237,7 +259,13 @@ func (s *DB) tx(ctx context.Context, op, id string, fn func(tx *sql.Tx) error) e
 		}, done: make(chan error, 1)}
 		select {
 		case s.writes <- w:
-			return <-w.done
+			err := <-w.done
+			if p, ok := err.(writePanic); ok {
+				panic(p.value)
+			}
+			return err
+		case <-ctx.Done(): // never handed over: never runs
+			return &store.OpError{Op: op, ID: id, Err: ctx.Err()}
 		case <-s.stop:
 			return &store.OpError{Op: op, ID: id, Err: store.ErrClosed}
 		}

@@ -37,8 +37,10 @@
 // as the VM's record (vmm.VMSpec.QuotaLimit), so concurrent requests never
 // exceed it.
 //
-// Sessions live in the Handler's memory: a restart signs users out, and
-// several portal processes need sticky sessions. A session keeps the
+// Sessions live in the Handler's memory, where a restart signs users out
+// and several portal processes need sticky sessions, or with
+// Config.SharedSessions in the manager's store, shared by every portal on
+// the database. A session keeps the
 // groups its user had when signing in: taking a user out of a group, or
 // disabling the account, takes effect at the next sign-in, so
 // Config.SessionTTL bounds how long it may lag. VMs belong to the account's

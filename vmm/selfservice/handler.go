@@ -16,7 +16,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/vmmkit/vmmkit/hostapi"
@@ -40,6 +39,13 @@ type Config struct {
 	AdminUsers, AdminGroups []string
 	// Dev labels every page "development mode" (with DevUsers).
 	Dev bool
+	// SharedSessions keeps sessions in the manager's store (SQLite or
+	// PostgreSQL; only a digest of each cookie's token) instead of the
+	// Handler's memory: several portal processes on one database share
+	// them, behind a load balancer without sticky sessions, and a restart
+	// keeps users signed in. Their expiry is checked with the store's
+	// clock.
+	SharedSessions bool
 	// SessionTTL is how long a sign-in lasts; 0 means 8 hours.
 	SessionTTL time.Duration
 	// Secure marks the session cookie Secure even when the request did
@@ -79,8 +85,7 @@ type Handler struct {
 	// per address.
 	userTurns, addrTurns turns
 
-	mu       sync.Mutex
-	sessions map[string]*session
+	sessions sessionKeeper
 }
 
 type session struct {
@@ -115,9 +120,17 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	h := &Handler{cfg: cfg, log: cfg.Logger, now: cfg.Now, sessions: map[string]*session{},
+	h := &Handler{cfg: cfg, log: cfg.Logger, now: cfg.Now,
 		users: newLimiter(cfg.LoginLimit, cfg.LoginWindow), addrs: newLimiter(4*cfg.LoginLimit, cfg.LoginWindow),
 		userTurns: turns{n: 1}, addrTurns: turns{n: signInsPerAddress}}
+	h.sessions = &memSessions{now: cfg.Now, m: map[string]*session{}}
+	if cfg.SharedSessions {
+		ss, ok := cfg.Manager.Store().(store.SessionStore)
+		if !ok {
+			return nil, fmt.Errorf("selfservice: SharedSessions: the manager's store (%T) keeps no sessions", cfg.Manager.Store())
+		}
+		h.sessions = &storeSessions{st: ss, now: cfg.Now, log: cfg.Logger}
+	}
 	names := map[string]bool{}
 	for i := range cfg.Roles {
 		r := cfg.Roles[i] // a copy: the caller's slice is not changed
@@ -190,17 +203,12 @@ func randomToken() string {
 
 func (h *Handler) session(r *http.Request) *session {
 	c, err := r.Cookie(cookieName)
+	if err != nil || len(c.Value) > 64 {
+		return nil
+	}
+	s, err := h.sessions.get(r.Context(), c.Value)
 	if err != nil {
-		return nil
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	s := h.sessions[c.Value]
-	if s == nil {
-		return nil
-	}
-	if h.now().After(s.expires) {
-		delete(h.sessions, c.Value)
+		h.log.Warn("the session cannot be read", "err", err)
 		return nil
 	}
 	return s
@@ -310,14 +318,11 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s := &session{id: randomToken(), csrf: randomToken(), who: who, expires: now.Add(h.cfg.SessionTTL)}
-	h.mu.Lock()
-	h.sessions[s.id] = s
-	for id, o := range h.sessions { // drop expired ones now and then
-		if now.After(o.expires) {
-			delete(h.sessions, id)
-		}
+	if err := h.sessions.put(r.Context(), s); err != nil {
+		h.log.Error("sign-in: the session cannot be kept", "user", who.User, "err", err)
+		h.render(w, http.StatusServiceUnavailable, "login.html", nil, map[string]any{"Error": "Sign-in is not available now. Try again later.", "User": user})
+		return
 	}
-	h.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: s.id, Path: "/", HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: h.cfg.Secure || r.TLS != nil, Expires: s.expires})
 	h.log.Info("signed in", "user", who.User, "addr", addr)
@@ -379,9 +384,11 @@ func (h *Handler) tooMany(w http.ResponseWriter, r *http.Request, user string) {
 }
 
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request, s *session) {
-	h.mu.Lock()
-	delete(h.sessions, s.id)
-	h.mu.Unlock()
+	if err := h.sessions.drop(r.Context(), s.id); err != nil {
+		h.log.Error("sign-out: the session cannot be ended", "user", s.who.User, "err", err)
+		h.fail(w, s, http.StatusServiceUnavailable, "Signing out is not possible now. Try again.")
+		return
+	}
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: "/", HttpOnly: true, MaxAge: -1,
 		SameSite: http.SameSiteStrictMode, Secure: h.cfg.Secure || r.TLS != nil})
 	http.Redirect(w, r, "/login", http.StatusSeeOther)

@@ -35,6 +35,7 @@ type portal struct {
 	srv   *httptest.Server
 	m     *vmm.Manager
 	group string
+	cfg   selfservice.Config // of the portal served
 }
 
 // newPortal serves the portal over a manager of four simulated hosts, with
@@ -57,6 +58,8 @@ type portalOptions struct {
 	DevActions []string
 	// TrustedProxies of the portal.
 	TrustedProxies []netip.Prefix
+	// SharedSessions of the portal.
+	SharedSessions bool
 }
 
 func newPortalWith(t testing.TB, cfg vmm.Config, o portalOptions, extraUsers ...string) *portal {
@@ -107,19 +110,21 @@ func newPortalWith(t testing.TB, cfg vmm.Config, o portalOptions, extraUsers ...
 	if o.DevActions == nil {
 		o.DevActions = []string{"create", "start", "stop", "remove"}
 	}
-	h, err := selfservice.New(selfservice.Config{
+	pcfg := selfservice.Config{
 		Manager: m, Dev: o.Auth == nil, AdminUsers: []string{"dora"}, Auth: auth, TrustedProxies: o.TrustedProxies,
+		SharedSessions: o.SharedSessions,
 		Roles: []selfservice.Role{
 			{Name: "dev", Groups: []string{o.DevGroup}, Templates: []string{"web-small"}, Points: map[string]int{"web-small": 2},
 				Quota: 4, HostGroup: g.ID, Actions: o.DevActions},
 			{Name: "qa", Groups: []string{o.QAGroup}, Users: []string{"dora"}, Templates: []string{"web-small"}, MaxVMs: 3,
 				HostGroup: g.ID, Shared: true, Actions: []string{"create", "stop"}},
 		},
-	})
+	}
+	h, err := selfservice.New(pcfg)
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &portal{srv: srv, m: m, group: g.ID}
+	return &portal{srv: srv, m: m, group: g.ID, cfg: pcfg}
 }
 
 type client struct {

@@ -55,6 +55,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Opener) {
 		{"CancelRetry", testCancelRetry},
 		{"Persistence", testPersistence},
 		{"Closed", testClosed},
+		{"Sessions", testSessions},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -798,4 +799,49 @@ func testCancelRetry(t *testing.T, open func() store.Store) {
 	assert.Equal(t, 2, claimed.Attempts, "attempts counted across retries")
 	_, err = s.RetryJob(c, q.ID)
 	require.NoError(t, err, "a cancelled job can be retried")
+}
+
+// testSessions: a session made through one handle is seen through another
+// (another process), until it ends or expires; expired ones are swept.
+func testSessions(t *testing.T, open func() store.Store) {
+	a, b := open(), open()
+	sa, ok := a.(store.SessionStore)
+	if !ok {
+		t.Skip("the store keeps no sessions")
+	}
+	sb := b.(store.SessionStore)
+	c := ctx(t)
+	want := store.Session{ID: "digest-1", User: "alice", Groups: []string{"devs", "Domain Users"}, CSRF: "tok",
+		Expires: time.Now().Add(time.Hour).UTC().Truncate(time.Microsecond)}
+	require.NoError(t, sa.CreateSession(c, want))
+	got, err := sb.Session(c, "digest-1")
+	require.NoError(t, err)
+	assert.Equal(t, want.User, got.User)
+	assert.Equal(t, want.Groups, got.Groups)
+	assert.Equal(t, want.CSRF, got.CSRF)
+	assert.True(t, want.Expires.Equal(got.Expires), "expires %v, want %v", got.Expires, want.Expires)
+	wantErr(t, "a session ID taken", sb.CreateSession(c, want), store.ErrExists)
+	wantErr(t, "a session without a user", sa.CreateSession(c, store.Session{ID: "x", Expires: want.Expires}), store.ErrInvalid)
+	_, err = sa.Session(c, "nosuch")
+	wantErr(t, "no such session", err, store.ErrNotFound)
+
+	// Ended through the other handle: gone for both.
+	require.NoError(t, sb.DeleteSession(c, "digest-1"))
+	_, err = sa.Session(c, "digest-1")
+	wantErr(t, "an ended session", err, store.ErrNotFound)
+	require.NoError(t, sb.DeleteSession(c, "digest-1"), "ending it twice")
+
+	// Expired: not returned, then swept.
+	require.NoError(t, sa.CreateSession(c, store.Session{ID: "short", User: "bob", Expires: time.Now().Add(300 * time.Millisecond)}))
+	require.NoError(t, sa.CreateSession(c, store.Session{ID: "long", User: "carol", Expires: time.Now().Add(time.Hour)}))
+	_, err = sb.Session(c, "short")
+	require.NoError(t, err)
+	time.Sleep(500 * time.Millisecond)
+	_, err = sb.Session(c, "short")
+	wantErr(t, "an expired session", err, store.ErrNotFound)
+	n, err := sb.DeleteExpiredSessions(c)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	_, err = sa.Session(c, "long")
+	assert.NoError(t, err, "a live session is not swept")
 }

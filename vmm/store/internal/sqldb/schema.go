@@ -68,6 +68,14 @@ CREATE TABLE leases (
 	`ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE hosts ADD COLUMN site TEXT NOT NULL DEFAULT ''`,
 	`CREATE UNIQUE INDEX hosts_name ON hosts (lower(name))`,
+	`CREATE TABLE sessions (
+	id TEXT PRIMARY KEY,
+	user_name TEXT NOT NULL,
+	groups_json TEXT NOT NULL,
+	csrf TEXT NOT NULL,
+	expires_ns BIGINT NOT NULL
+);
+CREATE INDEX sessions_expires ON sessions(expires_ns)`,
 }
 
 // Version is the schema version this code writes.

@@ -128,8 +128,7 @@ func (c *Client) Authenticate(ctx context.Context, user, password string) (Accou
 	conn, url, err := c.bindAs(ctx, acct.DN, password, foundURL)
 	if err != nil {
 		if errors.Is(err, ErrInvalidCredentials) || errors.Is(err, ErrAccountRestricted) {
-			// Which account was refused, for rate limits by account.
-			return Account{DN: acct.DN, SAMAccountName: acct.SAMAccountName, UPN: acct.UPN}, err
+			return acct, err // which account was refused, for rate limits by account
 		}
 		return Account{}, err
 	}

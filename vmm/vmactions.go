@@ -160,7 +160,7 @@ func (m *Manager) VMAction(ctx context.Context, vmID, action, user string) (stor
 	switch action {
 	case ActionStart, ActionShutdown, ActionPowerOff, ActionPause, ActionResume, ActionReboot:
 	case ActionCheckpoint, ActionRevert, ActionDeleteCheckpoint:
-		return store.Job{}, &store.OpError{Op: "VM action", ID: vmID, Err: fmt.Errorf("%w: %s needs a name: use CreateCheckpoint or RevertCheckpoint", store.ErrInvalid, action)}
+		return store.Job{}, &store.OpError{Op: "VM action", ID: vmID, Err: fmt.Errorf("%w: %s needs a name: use CreateCheckpoint, RevertCheckpoint or DeleteCheckpoint", store.ErrInvalid, action)}
 	default:
 		return store.Job{}, &store.OpError{Op: "VM action", ID: vmID, Err: fmt.Errorf("%w: unknown action %q", store.ErrInvalid, action)}
 	}

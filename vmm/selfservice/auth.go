@@ -101,6 +101,21 @@ func (l *limiter) fail(key string, now time.Time) {
 	}
 }
 
+func (l *limiter) recent(key string, now time.Time) []time.Time {
+	ts := l.fails[key]
+	i := 0
+	for i < len(ts) && now.Sub(ts[i]) > l.window {
+		i++
+	}
+	ts = ts[i:]
+	if len(ts) == 0 {
+		delete(l.fails, key)
+		return nil
+	}
+	l.fails[key] = ts
+	return ts
+}
+
 // turns lets at most n callers at a time hold a key; the others wait for
 // a turn or for their context. It holds state only for keys in use.
 type turns struct {
@@ -140,21 +155,6 @@ func (t *turns) acquire(ctx context.Context, key string) (release func(), err er
 		drop()
 		return nil, ctx.Err()
 	}
-}
-
-func (l *limiter) recent(key string, now time.Time) []time.Time {
-	ts := l.fails[key]
-	i := 0
-	for i < len(ts) && now.Sub(ts[i]) > l.window {
-		i++
-	}
-	ts = ts[i:]
-	if len(ts) == 0 {
-		delete(l.fails, key)
-		return nil
-	}
-	l.fails[key] = ts
-	return ts
 }
 
 // addrKey is the rate-limit key of a remote address: the host, or its /64

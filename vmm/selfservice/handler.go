@@ -272,7 +272,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if user == "" || pass == "" || len(user) > 256 || len(pass) > 1024 {
-		h.render(w, http.StatusUnauthorized, "login.html", nil, map[string]any{"Error": "Wrong user name or password.", "User": user})
+		h.loginAgain(w, http.StatusUnauthorized, msgWrongPassword, user)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
@@ -305,22 +305,22 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if errors.Is(err, ErrBadCredentials) {
 			h.log.Info("sign-in failed", "user", user, "addr", addr, "err", err)
-			h.render(w, http.StatusUnauthorized, "login.html", nil, map[string]any{"Error": "Wrong user name or password.", "User": user})
+			h.loginAgain(w, http.StatusUnauthorized, msgWrongPassword, user)
 			return
 		}
 		h.log.Error("sign-in: the directory did not answer", "user", user, "err", err)
-		h.render(w, http.StatusServiceUnavailable, "login.html", nil, map[string]any{"Error": "Sign-in is not available now. Try again later.", "User": user})
+		h.loginAgain(w, http.StatusServiceUnavailable, msgSignInUnavailable, user)
 		return
 	}
 	if len(h.rolesOf(who)) == 0 {
 		h.log.Info("sign-in of a user without a role", "user", who.User)
-		h.render(w, http.StatusForbidden, "login.html", nil, map[string]any{"Error": "Your account has no access to this portal.", "User": user})
+		h.loginAgain(w, http.StatusForbidden, "Your account has no access to this portal.", user)
 		return
 	}
 	s := &session{id: randomToken(), csrf: randomToken(), who: who, expires: now.Add(h.cfg.SessionTTL)}
 	if err := h.sessions.put(r.Context(), s); err != nil {
 		h.log.Error("sign-in: the session cannot be kept", "user", who.User, "err", err)
-		h.render(w, http.StatusServiceUnavailable, "login.html", nil, map[string]any{"Error": "Sign-in is not available now. Try again later.", "User": user})
+		h.loginAgain(w, http.StatusServiceUnavailable, msgSignInUnavailable, user)
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: s.id, Path: "/", HttpOnly: true,
@@ -380,7 +380,19 @@ func (h *Handler) trusted(addr string) bool {
 
 func (h *Handler) tooMany(w http.ResponseWriter, r *http.Request, user string) {
 	h.log.Warn("sign-in refused: too many failures", "user", user, "addr", h.clientAddr(r))
-	h.render(w, http.StatusTooManyRequests, "login.html", nil, map[string]any{"Error": "Too many failed sign-ins. Wait a minute and try again."})
+	h.loginAgain(w, http.StatusTooManyRequests, "Too many failed sign-ins. Wait a minute and try again.", "")
+}
+
+// What the sign-in page says when it refuses. A wrong password and an
+// unknown user read the same.
+const (
+	msgWrongPassword     = "Wrong user name or password."
+	msgSignInUnavailable = "Sign-in is not available now. Try again later."
+)
+
+// loginAgain shows the sign-in page again with msg, the user name kept.
+func (h *Handler) loginAgain(w http.ResponseWriter, code int, msg, user string) {
+	h.render(w, code, "login.html", nil, map[string]any{"Error": msg, "User": user})
 }
 
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request, s *session) {
